@@ -1,0 +1,35 @@
+//! The admin API, on its own listener (loopback by default):
+//! `GET /health` and `GET /plugins`.
+
+use crate::plugin::mounts::Mounts;
+use crate::server::{Body, text};
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+
+/// Serves one admin request.
+pub async fn handle<B>(mounts: &Mounts, request: Request<B>) -> Response<Body> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/health") => json(&serde_json::json!({ "status": "ok" })),
+        (&Method::GET, "/plugins") => json(&mounts.report()),
+        (_, "/health" | "/plugins") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+        (_, path) => text(
+            StatusCode::NOT_FOUND,
+            format!("no admin endpoint {path}; try /health or /plugins"),
+        ),
+    }
+}
+
+fn json(value: &impl serde::Serialize) -> Response<Body> {
+    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut response = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}

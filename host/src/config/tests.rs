@@ -1,0 +1,49 @@
+use super::*;
+
+#[test]
+fn empty_file_gives_defaults() {
+    let config = Config::parse("", Path::new("gatehouse.toml")).unwrap();
+    assert_eq!(config.listeners[0].addr.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.admin.addr.to_string(), "127.0.0.1:9901");
+    assert_eq!(config.server.plugins, PathBuf::from("plugins"));
+}
+
+#[test]
+fn unknown_key_names_key_and_file() {
+    let err = Config::parse("[server]\nplugin = \"x\"\n", Path::new("/etc/g.toml")).unwrap_err();
+    let text = err.to_string();
+    assert!(text.starts_with("/etc/g.toml:"), "{text}");
+    assert!(text.contains("unknown field `plugin`"), "{text}");
+}
+
+#[test]
+fn listen_flag_replaces_listeners() {
+    let mut config = Config::default();
+    config
+        .apply(&Overrides {
+            listen: vec!["127.0.0.1:1".into(), "[::1]:2".into()],
+            ..Overrides::default()
+        })
+        .unwrap();
+    assert_eq!(config.listeners.len(), 2);
+    let err = config
+        .apply(&Overrides {
+            listen: vec!["localhost".into()],
+            ..Overrides::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("--listen"), "{err}");
+}
+
+#[test]
+fn sidecar_rejects_bad_limits_and_routes() {
+    let file = Path::new("p.toml");
+    assert!(Sidecar::parse("[limits]\ntimeout_ms = 0\n", file).is_err());
+    assert!(Sidecar::parse("routes = [\"no-slash\"]\n", file).is_err());
+    let ok = Sidecar::parse(
+        "routes = [\"/a\", \"/b/*\", \"example.com/\"]\n[grants]\nenv=[\"X\"]\n",
+        file,
+    )
+    .unwrap();
+    assert_eq!(ok.grants.env, vec!["X".to_owned()]);
+}

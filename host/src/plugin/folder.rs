@@ -1,0 +1,120 @@
+//! What the drop-in folder holds: `<name>.wasm` files, `<name>/` source
+//! folders and `<name>.toml` sidecars. Anything else is ignored (and said so).
+
+use crate::error::{Error, Result};
+use std::path::{Path, PathBuf};
+
+/// The kind of a plugin entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A built component, `<name>.wasm`.
+    File,
+    /// A Rust source folder, `<name>/Cargo.toml`.
+    Rust,
+}
+
+/// One plugin found in the folder.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The mount name.
+    pub name: String,
+    /// File or source folder.
+    pub kind: Kind,
+    /// The `.wasm` file or the source folder.
+    pub path: PathBuf,
+    /// `<name>.toml` beside it, when present.
+    pub sidecar: Option<PathBuf>,
+}
+
+/// Whether `name` is a valid plugin name: `[a-z0-9][a-z0-9_-]*`.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// Lists the plugins in `dir`, and the names of entries that are not plugins
+/// (hidden files are skipped without a word: editors and copies leave them).
+pub fn scan(dir: &Path) -> Result<(Vec<Entry>, Vec<String>)> {
+    let read = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(format!("reading the plugins folder {}", dir.display()), e))?;
+    let mut names: Vec<(String, PathBuf, bool)> = Vec::new();
+    for item in read.flatten() {
+        let file_name = item.file_name().to_string_lossy().into_owned();
+        if file_name.starts_with('.') {
+            continue;
+        }
+        let is_dir = item.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        names.push((file_name, item.path(), is_dir));
+    }
+    names.sort();
+
+    let mut entries = Vec::new();
+    let mut ignored = Vec::new();
+    for (file_name, path, is_dir) in &names {
+        let entry = if *is_dir {
+            (valid_name(file_name) && path.join("Cargo.toml").is_file()).then(|| Entry {
+                name: file_name.clone(),
+                kind: Kind::Rust,
+                path: path.clone(),
+                sidecar: None,
+            })
+        } else {
+            file_name
+                .strip_suffix(".wasm")
+                .filter(|stem| valid_name(stem))
+                .map(|stem| Entry {
+                    name: stem.to_owned(),
+                    kind: Kind::File,
+                    path: path.clone(),
+                    sidecar: None,
+                })
+        };
+        match entry {
+            Some(entry) => entries.push(entry),
+            None if file_name.ends_with(".toml") => {}
+            None => ignored.push(file_name.clone()),
+        }
+    }
+
+    // A name taken by both a file and a folder: the built file wins, loudly.
+    entries.dedup_by(|later, earlier| {
+        let same = later.name == earlier.name;
+        if same {
+            ignored.push(
+                later
+                    .path
+                    .file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+        same
+    });
+    for (file_name, _, is_dir) in &names {
+        let Some(stem) = file_name.strip_suffix(".toml").filter(|_| !is_dir) else {
+            continue;
+        };
+        match entries.iter_mut().find(|e| e.name == stem) {
+            Some(entry) => entry.sidecar = Some(dir.join(file_name)),
+            None => ignored.push(file_name.clone()),
+        }
+    }
+    Ok((entries, ignored))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_convention() {
+        assert!(valid_name("hello"));
+        assert!(valid_name("a1_b-c"));
+        assert!(!valid_name("Hello"));
+        assert!(!valid_name("-x"));
+        assert!(!valid_name("x.y"));
+        assert!(!valid_name(""));
+    }
+}

@@ -1,0 +1,145 @@
+//! One request through a plugin: a fresh instance from the plugin's
+//! `InstancePre`, a wall-clock deadline and a memory cap. A plugin that traps,
+//! loops or exhausts its memory fails only its own request.
+
+use super::Plugin;
+use super::sandbox::Sandbox;
+use crate::capability::outbound::OutboundPolicy;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime_wasi::WasiCtx;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+/// Why a plugin gave no response.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// It ran past `[limits] timeout_ms`.
+    #[error("ran past its {0} ms deadline")]
+    Timeout(u64),
+    /// It trapped (a panic, a stack overflow, memory exhausted, …).
+    #[error("trapped: {0}")]
+    Trap(String),
+    /// It returned without setting a response.
+    #[error("returned without a response")]
+    NoResponse,
+    /// It answered with a wasi:http error code instead of a response.
+    #[error("answered with an error: {0}")]
+    ErrorCode(String),
+    /// No instance could be made (the pool is full, or the request is unusable).
+    #[error("could not start: {0}")]
+    Unavailable(String),
+}
+
+impl Failure {
+    /// The status the client gets.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            Failure::Timeout(_) => http::StatusCode::GATEWAY_TIMEOUT,
+            Failure::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl Plugin {
+    /// Runs `request` through a fresh instance of this plugin. The response
+    /// body streams from the instance, which lives on in its own task until
+    /// the body is done or the deadline passes.
+    pub async fn invoke<B>(
+        self: &Arc<Self>,
+        request: http::Request<B>,
+    ) -> Result<http::Response<HyperOutgoingBody>, Failure>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        let limits = &self.sidecar.limits;
+        let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
+        let mut store = Store::new(self.pre.engine(), self.sandbox());
+        store.limiter(|sandbox| &mut sandbox.limits);
+        // Every epoch tick the guest yields to the scheduler, so a looping
+        // plugin never holds a worker thread; past the deadline it traps.
+        store.set_epoch_deadline(1);
+        let std_deadline = deadline.into_std();
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= std_deadline {
+                Err(wasmtime::format_err!("deadline exceeded"))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let mut http = store.data_mut().http();
+        let req = http
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| Failure::Unavailable(format!("{e:#}")))?;
+        let out = http
+            .new_response_outparam(sender)
+            .map_err(|e| Failure::Unavailable(format!("{e:#}")))?;
+
+        let pre = self.pre.clone();
+        let timeout_ms = limits.timeout_ms;
+        let task = tokio::spawn(async move {
+            let run = async {
+                let proxy = pre
+                    .instantiate_async(&mut store)
+                    .await
+                    .map_err(|e| Failure::Unavailable(format!("{e:#}")))?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await
+                    .map_err(|e| {
+                        if std::time::Instant::now() >= std_deadline {
+                            Failure::Timeout(timeout_ms)
+                        } else {
+                            Failure::Trap(format!("{e:?}"))
+                        }
+                    })
+            };
+            match tokio::time::timeout_at(deadline, run).await {
+                Ok(result) => result,
+                Err(_) => Err(Failure::Timeout(timeout_ms)),
+            }
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(Failure::ErrorCode(format!("{code:?}"))),
+            // The sender is gone with the store: the task ended with no response.
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(Failure::NoResponse),
+                Ok(Err(failure)) => Err(failure),
+                Err(join) => Err(Failure::Trap(format!("the instance task failed: {join}"))),
+            },
+        }
+    }
+
+    /// The sandbox of one instance: granted environment only, no preopened
+    /// folders, no sockets, outbound HTTP by policy, memory capped.
+    fn sandbox(&self) -> Sandbox {
+        let mut wasi = WasiCtx::builder();
+        wasi.envs(&self.env)
+            .inherit_stdout()
+            .inherit_stderr()
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false);
+        let memory = usize::try_from(self.sidecar.limits.memory_mb << 20).unwrap_or(usize::MAX);
+        Sandbox {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            table: wasmtime::component::ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory)
+                .trap_on_grow_failure(true)
+                .build(),
+            outbound: OutboundPolicy,
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! The plugin runtime: loading components, running one per request, and the
+//! drop-in folder that mounts and hot-swaps them.
+//!
+//! - [`runtime`]: the engine, linker, epoch ticker and compiled-code cache.
+//! - [`sandbox`]: what one instance's store holds (and so can reach).
+//! - [`invoke`]: one request through a fresh instance, under its limits.
+//! - [`source`]: building plugin source folders into components.
+//! - [`folder`]: what the drop-in folder holds.
+//! - [`mounts`]: the mounted set, swapped atomically, and its status.
+//! - [`watch`]: the folder watcher that keeps the mounted set current.
+
+pub mod folder;
+pub mod invoke;
+pub mod mounts;
+pub mod runtime;
+pub mod sandbox;
+pub mod source;
+pub mod watch;
+
+use crate::config::Sidecar;
+use runtime::Compiled;
+use sandbox::Sandbox;
+use std::path::PathBuf;
+use std::time::SystemTime;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+
+/// Where a plugin's code came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "path", rename_all = "lowercase")]
+pub enum Origin {
+    /// A `.wasm` component dropped in the folder.
+    File(PathBuf),
+    /// A Rust source folder built by the host.
+    Rust(PathBuf),
+}
+
+/// One loaded plugin version. Requests hold an `Arc` of it, so a swap never
+/// pulls it from under a request in flight.
+pub struct Plugin {
+    /// The mount name (`hello` for `hello.wasm`).
+    pub name: String,
+    /// The file or folder it was loaded from.
+    pub origin: Origin,
+    /// SHA-256 of the component bytes.
+    pub sha256: String,
+    /// Its sidecar (defaults when there is none).
+    pub sidecar: Sidecar,
+    /// The granted environment, resolved at load.
+    pub env: Vec<(String, String)>,
+    /// The pre-linked component: instantiating it per request is cheap.
+    pub pre: ProxyPre<Sandbox>,
+    /// When this version was mounted.
+    pub loaded_at: SystemTime,
+    /// Whether its compiled code came from the cache.
+    pub compiled: Compiled,
+}

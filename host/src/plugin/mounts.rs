@@ -1,0 +1,341 @@
+//! The mounted plugins and their routes, swapped atomically as a whole.
+//!
+//! A request loads the current [`Mounted`] snapshot once and keeps it, so a
+//! swap never fails a request: requests in flight finish on the version they
+//! started with, new requests get the new one. A version that fails to load
+//! leaves the previous one serving, with the failure kept for the admin API.
+
+use super::folder::{self, Entry, Kind};
+use super::runtime::{Runtime, sha256_hex};
+use super::{Origin, Plugin, source};
+use crate::capability;
+use crate::config::Sidecar;
+use crate::error::{Error, Result};
+use crate::router::{Pattern, Route, RouteTable};
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// One consistent view of what is mounted.
+#[derive(Default)]
+pub struct Mounted {
+    /// Loaded plugins by name.
+    pub plugins: HashMap<String, Arc<Plugin>>,
+    /// The routes to them.
+    pub table: RouteTable,
+}
+
+/// What the host knows of one plugin name, loaded or not.
+#[derive(Debug, Default, Clone)]
+struct Status {
+    /// The fingerprint last attempted, so an unchanged entry is not reloaded
+    /// (and a broken one not retried until it changes).
+    fingerprint: String,
+    /// The last failure, if the last attempt failed.
+    last_error: Option<String>,
+    /// When it failed.
+    failed_at: Option<SystemTime>,
+}
+
+/// A plugin as the admin API shows it.
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    pub name: String,
+    /// `serving` or `failed` (nothing serving under this name).
+    pub state: &'static str,
+    pub routes: Vec<String>,
+    pub sha256: Option<String>,
+    pub source: Option<Origin>,
+    pub loaded_at: Option<String>,
+    pub compiled: Option<super::runtime::Compiled>,
+    pub last_error: Option<String>,
+    pub failed_at: Option<String>,
+}
+
+/// The mounted set and how to keep it current with the folder.
+pub struct Mounts {
+    current: ArcSwap<Mounted>,
+    status: Mutex<BTreeMap<String, Status>>,
+    /// Names of non-plugin entries already logged, so a stray file is said once.
+    ignored: Mutex<HashSet<String>>,
+    /// One reconcile at a time.
+    reconciling: tokio::sync::Mutex<()>,
+    runtime: Arc<Runtime>,
+    plugins_dir: PathBuf,
+    build_dir: PathBuf,
+}
+
+impl Mounts {
+    /// An empty set over the folder `plugins_dir`; builds go to `<data>/build`.
+    pub fn new(runtime: Arc<Runtime>, plugins_dir: &Path, data_dir: &Path) -> Mounts {
+        Mounts {
+            current: ArcSwap::from_pointee(Mounted::default()),
+            status: Mutex::default(),
+            ignored: Mutex::default(),
+            reconciling: tokio::sync::Mutex::const_new(()),
+            runtime,
+            plugins_dir: plugins_dir.to_path_buf(),
+            build_dir: data_dir.join("build"),
+        }
+    }
+
+    /// The folder being served.
+    pub fn plugins_dir(&self) -> &Path {
+        &self.plugins_dir
+    }
+
+    /// The current snapshot; hold it for the whole request.
+    pub fn snapshot(&self) -> Arc<Mounted> {
+        self.current.load_full()
+    }
+
+    /// Brings the mounted set in line with the folder: loads new and changed
+    /// entries, unmounts removed ones. Each successful change is published
+    /// at once, so a slow build does not hold back the others.
+    pub async fn reconcile(&self) {
+        let _one_at_a_time = self.reconciling.lock().await;
+        let dir = self.plugins_dir.clone();
+        let scanned = tokio::task::spawn_blocking(move || folder::scan(&dir)).await;
+        let (entries, ignored) = match scanned {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => return tracing::error!("{e}"),
+            Err(e) => return tracing::error!("scanning the plugins folder: {e}"),
+        };
+        self.log_ignored(ignored);
+
+        let present: HashSet<&str> = entries.iter().map(|e| e.name.as_str()).collect();
+        let gone: Vec<String> = {
+            let mut status = self.status.lock().unwrap();
+            let gone: Vec<String> = status
+                .keys()
+                .filter(|n| !present.contains(n.as_str()))
+                .cloned()
+                .collect();
+            for name in &gone {
+                status.remove(name);
+            }
+            gone
+        };
+        for name in gone {
+            if self.snapshot().plugins.contains_key(&name) {
+                tracing::info!(plugin = %name, "unmounted: its file is gone");
+            }
+            self.publish(|plugins| {
+                plugins.remove(&name);
+            });
+        }
+
+        for entry in entries {
+            let fingerprint = match fingerprint(&entry).await {
+                Ok(fingerprint) => fingerprint,
+                Err(e) => {
+                    tracing::warn!(plugin = %entry.name, "{e}");
+                    continue;
+                }
+            };
+            {
+                let mut status = self.status.lock().unwrap();
+                let status = status.entry(entry.name.clone()).or_default();
+                if status.fingerprint == fingerprint {
+                    continue;
+                }
+                status.fingerprint = fingerprint;
+            }
+            let was_mounted = self.snapshot().plugins.contains_key(&entry.name);
+            match self.load(&entry).await {
+                Ok(plugin) => {
+                    tracing::info!(
+                        plugin = %entry.name,
+                        sha256 = %&plugin.sha256[..12],
+                        compiled = ?plugin.compiled,
+                        "{}",
+                        if was_mounted { "swapped in a new version" } else { "mounted" }
+                    );
+                    self.set_error(&entry.name, None);
+                    self.publish(|plugins| {
+                        plugins.insert(entry.name.clone(), Arc::new(plugin));
+                    });
+                }
+                Err(e) => {
+                    let keep = if was_mounted {
+                        "; the previous version keeps serving"
+                    } else {
+                        ""
+                    };
+                    tracing::error!(plugin = %entry.name, "load failed{keep}: {e}");
+                    self.set_error(&entry.name, Some(e.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Loads one entry: build (for sources), compile (or read the cache),
+    /// link and check. Nothing is mounted here.
+    pub async fn load(&self, entry: &Entry) -> Result<Plugin> {
+        let sidecar = match &entry.sidecar {
+            Some(path) => Sidecar::load(path)?,
+            None => Sidecar::default(),
+        };
+        let (wasm, origin) = match entry.kind {
+            Kind::File => {
+                let bytes = tokio::fs::read(&entry.path)
+                    .await
+                    .map_err(|e| Error::io(format!("reading {}", entry.path.display()), e))?;
+                (bytes, Origin::File(entry.path.clone()))
+            }
+            Kind::Rust => (
+                source::build_rust(&entry.name, &entry.path, &self.build_dir).await?,
+                Origin::Rust(entry.path.clone()),
+            ),
+        };
+        let runtime = self.runtime.clone();
+        let name = entry.name.clone();
+        let compiled = tokio::task::spawn_blocking(move || {
+            let sha256 = sha256_hex(&wasm);
+            let (component, compiled) = runtime.compile(&name, &wasm, &sha256)?;
+            let pre = runtime.prepare(&name, &component)?;
+            Ok::<_, Error>((sha256, compiled, pre))
+        })
+        .await
+        .map_err(|e| Error::plugin(&entry.name, format!("the compile task failed: {e}")))?;
+        let (sha256, compiled, pre) = compiled?;
+        for (grant, used) in [
+            ("outbound", !sidecar.grants.outbound.is_empty()),
+            ("databases", !sidecar.grants.databases.is_empty()),
+            ("kv", sidecar.grants.kv),
+        ] {
+            if used {
+                tracing::warn!(plugin = %entry.name, "[grants] {grant} is not available in this version: the plugin is denied it");
+            }
+        }
+        Ok(Plugin {
+            env: capability::env::resolve(&entry.name, &sidecar.grants.env),
+            name: entry.name.clone(),
+            origin,
+            sha256,
+            sidecar,
+            pre,
+            loaded_at: SystemTime::now(),
+            compiled,
+        })
+    }
+
+    /// Applies `change` to a copy of the plugin map, rebuilds the route
+    /// table and swaps the result in.
+    fn publish(&self, change: impl FnOnce(&mut HashMap<String, Arc<Plugin>>)) {
+        let mut plugins = self.snapshot().plugins.clone();
+        change(&mut plugins);
+        let mut names: Vec<&String> = plugins.keys().collect();
+        names.sort();
+        let routes = names.into_iter().flat_map(|name| routes_of(&plugins[name]));
+        let (table, clashes) = RouteTable::build(routes);
+        for (route, holder) in clashes {
+            let message = format!(
+                "route {} of plugin `{}` clashes with the same route of plugin `{holder}`; it is not mounted",
+                route.pattern, route.plugin
+            );
+            tracing::error!("{message}");
+            self.set_error(&route.plugin, Some(message));
+        }
+        self.current.store(Arc::new(Mounted { plugins, table }));
+    }
+
+    fn set_error(&self, name: &str, error: Option<String>) {
+        let mut status = self.status.lock().unwrap();
+        let status = status.entry(name.to_owned()).or_default();
+        status.failed_at = error.as_ref().map(|_| SystemTime::now());
+        status.last_error = error;
+    }
+
+    fn log_ignored(&self, names: Vec<String>) {
+        let mut logged = self.ignored.lock().unwrap();
+        for name in names {
+            if logged.insert(name.clone()) {
+                tracing::info!(
+                    "ignoring {name} in {}: plugins are <name>.wasm, <name>/ with sources, and <name>.toml sidecars, \
+                     with names of [a-z0-9][a-z0-9_-]*",
+                    self.plugins_dir.display()
+                );
+            }
+        }
+    }
+
+    /// Every known plugin, loaded or failed, for the admin API.
+    pub fn report(&self) -> Vec<Report> {
+        let mounted = self.snapshot();
+        let status = self.status.lock().unwrap();
+        status
+            .iter()
+            .map(|(name, status)| {
+                let plugin = mounted.plugins.get(name);
+                Report {
+                    name: name.clone(),
+                    state: if plugin.is_some() {
+                        "serving"
+                    } else {
+                        "failed"
+                    },
+                    routes: mounted.table.routes_of(name),
+                    sha256: plugin.map(|p| p.sha256.clone()),
+                    source: plugin.map(|p| p.origin.clone()),
+                    loaded_at: plugin
+                        .map(|p| humantime::format_rfc3339_millis(p.loaded_at).to_string()),
+                    compiled: plugin.map(|p| p.compiled),
+                    last_error: status.last_error.clone(),
+                    failed_at: status
+                        .failed_at
+                        .map(|t| humantime::format_rfc3339_millis(t).to_string()),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The routes of a plugin: its sidecar's, or `/<name>` and `/<name>/*` with
+/// the prefix stripped.
+fn routes_of(plugin: &Plugin) -> Vec<Route> {
+    match &plugin.sidecar.routes {
+        Some(routes) => routes
+            .iter()
+            .filter_map(|text| Pattern::parse(text).ok())
+            .map(|pattern| Route {
+                pattern,
+                plugin: plugin.name.clone(),
+                strip_prefix: plugin.sidecar.strip_prefix,
+            })
+            .collect(),
+        None => vec![Route {
+            pattern: Pattern {
+                host: None,
+                path: format!("/{}", plugin.name),
+                prefix: true,
+            },
+            plugin: plugin.name.clone(),
+            strip_prefix: true,
+        }],
+    }
+}
+
+/// What identifies an entry's current content: the bytes (or sources) and
+/// the sidecar.
+async fn fingerprint(entry: &Entry) -> Result<String> {
+    let entry = entry.clone();
+    tokio::task::spawn_blocking(move || {
+        let code = match entry.kind {
+            Kind::File => sha256_hex(
+                &std::fs::read(&entry.path)
+                    .map_err(|e| Error::io(format!("reading {}", entry.path.display()), e))?,
+            ),
+            Kind::Rust => source::fingerprint(&entry.path)?,
+        };
+        let sidecar = match &entry.sidecar {
+            Some(path) => sha256_hex(&std::fs::read(path).unwrap_or_default()),
+            None => String::new(),
+        };
+        Ok(format!("{code}:{sidecar}"))
+    })
+    .await
+    .map_err(|e| Error::plugin(&entry.name, format!("the fingerprint task failed: {e}")))?
+}
