@@ -117,7 +117,7 @@ impl RouteTable {
                 None => table.push(route),
             }
         }
-        table.sort_by(|a, b| b.pattern.specificity().cmp(&a.pattern.specificity()));
+        table.sort_by_key(|r| std::cmp::Reverse(r.pattern.specificity()));
         (RouteTable { routes: table }, clashes)
     }
 

@@ -143,8 +143,18 @@ impl Mounts {
                 }
                 status.fingerprint = fingerprint;
             }
-            let was_mounted = self.snapshot().plugins.contains_key(&entry.name);
+            let current = self.snapshot().plugins.get(&entry.name).cloned();
+            let was_mounted = current.is_some();
             match self.load(&entry).await {
+                Ok(plugin)
+                    if current.as_ref().is_some_and(|c| {
+                        c.sha256 == plugin.sha256 && c.sidecar == plugin.sidecar
+                    }) =>
+                {
+                    // A rebuild that changed nothing (a new Cargo.lock, a touched file).
+                    tracing::debug!(plugin = %entry.name, "unchanged after reload");
+                    self.set_error(&entry.name, None);
+                }
                 Ok(plugin) => {
                     tracing::info!(
                         plugin = %entry.name,

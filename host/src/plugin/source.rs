@@ -96,6 +96,7 @@ pub async fn build_rust(name: &str, dir: &Path, target_dir: &Path) -> Result<Vec
     }
     let artefact = String::from_utf8_lossy(&output.stdout)
         .lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|msg| msg["reason"] == "compiler-artifact")
         .filter_map(|msg| {
@@ -105,7 +106,7 @@ pub async fn build_rust(name: &str, dir: &Path, target_dir: &Path) -> Result<Vec
                     .map(PathBuf::from)
             })
         })
-        .last()
+        .next()
         .ok_or_else(|| Error::Build {
             name: name.to_owned(),
             output:

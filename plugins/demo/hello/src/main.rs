@@ -20,6 +20,7 @@ async fn main(request: Request<Body>) -> Result<Response<Body>, Error> {
         "/" | "" => Ok(Response::new(
             format!("Hello from a WebAssembly component, mounted at {prefix}/\n").into(),
         )),
+        "/version" => Ok(Response::new("hello".to_owned().into())),
         "/echo" => {
             let mut body = request.into_body();
             let bytes = body.contents().await?.to_vec();

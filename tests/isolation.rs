@@ -1,0 +1,108 @@
+//! The sandbox: a hostile plugin fails only its own request, within its
+//! deadline, and reaches nothing it was not granted.
+
+use crate::harness::{Server, Site, client, component, get};
+use std::time::{Duration, Instant};
+
+const LOAD: Duration = Duration::from_secs(60);
+
+async fn hostile_site(sidecar: &str, env: &[(&str, &str)]) -> (Site, Server) {
+    let site = Site::new();
+    site.put("hostile.wasm", component("fixtures/hostile"));
+    site.put("hostile.toml", sidecar);
+    site.put("hello.wasm", component("demo/hello"));
+    let server = site.serve(&[], env);
+    server
+        .wait_plugin("hostile", LOAD, |p| p["state"] == "serving")
+        .await;
+    server
+        .wait_plugin("hello", LOAD, |p| p["state"] == "serving")
+        .await;
+    (site, server)
+}
+
+#[tokio::test]
+async fn each_attack_gets_a_5xx_within_its_deadline_while_others_serve() {
+    let (_site, server) = hostile_site("[limits]\ntimeout_ms = 1500\nmemory_mb = 32\n", &[]).await;
+    for attack in ["/loop", "/trap", "/stack", "/oom"] {
+        // Two of each at once, while another plugin goes on answering.
+        let url = server.url(&format!("/hostile{attack}"));
+        let started = Instant::now();
+        let attacks: Vec<_> = (0..2)
+            .map(|_| {
+                let url = url.clone();
+                tokio::spawn(
+                    async move { client().get(&url).send().await.unwrap().status().as_u16() },
+                )
+            })
+            .collect();
+        for _ in 0..5 {
+            let (status, body) = get(&server.url("/hello/version")).await;
+            assert_eq!((status, body.as_str()), (200, "hello"), "during {attack}");
+        }
+        for attack_request in attacks {
+            let status = attack_request.await.unwrap();
+            assert!((500..600).contains(&status), "{attack} answered {status}");
+        }
+        // The deadline is 1.5 s; allow for a loaded machine, not for a hang.
+        let elapsed = started.elapsed();
+        assert!(
+            elapsed < Duration::from_secs(8),
+            "{attack} took {elapsed:?}"
+        );
+    }
+    let (status, _) = get(&server.url("/hostile/loop")).await;
+    assert_eq!(status, 504, "a loop is cut at the deadline");
+    let (status, body) = get(&server.url("/hostile/trap")).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("trapped"), "{body}");
+    // The plugin itself still serves, and the host logged each failure.
+    assert_eq!(
+        get(&server.url("/hostile/ok")).await,
+        (200, "ok".to_owned())
+    );
+    server.wait_log("plugin failed: trapped", Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn only_granted_environment_variables_are_visible() {
+    let env = [
+        ("GATEHOUSE_TEST_GRANTED", "yes"),
+        ("GATEHOUSE_TEST_SECRET", "hidden"),
+    ];
+    let (_site, server) =
+        hostile_site("[grants]\nenv = [\"GATEHOUSE_TEST_GRANTED\"]\n", &env).await;
+    let (_, granted) = get(&server.url("/hostile/env?GATEHOUSE_TEST_GRANTED")).await;
+    assert_eq!(granted, "GATEHOUSE_TEST_GRANTED=yes");
+    let (_, secret) = get(&server.url("/hostile/env?GATEHOUSE_TEST_SECRET")).await;
+    assert_eq!(secret, "GATEHOUSE_TEST_SECRET is unset");
+    let (_, path) = get(&server.url("/hostile/env?PATH")).await;
+    assert_eq!(path, "PATH is unset");
+    assert_eq!(get(&server.url("/hostile/env-count")).await.1, "1");
+}
+
+#[tokio::test]
+async fn files_sockets_and_outbound_http_are_denied() {
+    let (site, server) = hostile_site("", &[]).await;
+    let secret = site.dir.path().join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+
+    for path in ["/etc/passwd", secret.to_str().unwrap(), "secret.txt"] {
+        let (status, body) = get(&server.url(&format!("/hostile/file?{path}"))).await;
+        assert_eq!(status, 200);
+        assert!(body.starts_with("denied"), "reading {path}: {body}");
+    }
+
+    let (_, body) = get(&server.url(&format!("/hostile/socket?{}", server.admin))).await;
+    assert!(
+        body.starts_with("denied"),
+        "a socket to the admin API: {body}"
+    );
+
+    let (_, body) =
+        get(&server.url(&format!("/hostile/outbound?http://{}/health", server.admin))).await;
+    assert!(
+        body.starts_with("denied") && body.contains("HttpRequestDenied"),
+        "outbound: {body}"
+    );
+}

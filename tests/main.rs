@@ -1,0 +1,10 @@
+//! Integration tests: the real `gatehouse` binary on real sockets, serving
+//! components built from `plugins/`.
+
+mod harness;
+
+mod cli;
+mod hot_swap;
+mod isolation;
+mod mounting;
+mod shutdown;
