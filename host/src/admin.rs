@@ -2,10 +2,8 @@
 //! `GET /health` and `GET /plugins`.
 
 use crate::plugin::mounts::Mounts;
-use crate::server::{Body, text};
-use bytes::Bytes;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use crate::server::{Body, full, text};
+use http::{Method, Request, Response, StatusCode};
 
 /// Serves one admin request.
 pub async fn handle<B>(mounts: &Mounts, request: Request<B>) -> Response<Body> {
@@ -21,15 +19,5 @@ pub async fn handle<B>(mounts: &Mounts, request: Request<B>) -> Response<Body> {
 }
 
 fn json(value: &impl serde::Serialize) -> Response<Body> {
-    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    full(StatusCode::OK, "application/json", serde_json::to_vec_pretty(value).unwrap_or_default())
 }

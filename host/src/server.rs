@@ -15,21 +15,21 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the host writes.
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
-/// A small plain-text response.
+/// A response with a whole body in memory.
+pub fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed_unsync());
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A small plain-text response; the message gets a final newline.
 pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     let mut message = message.into();
     message.push('\n');
-    let mut response = Response::new(
-        Full::new(Bytes::from(message))
-            .map_err(|e| match e {})
-            .boxed_unsync(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
+    full(status, "text/plain; charset=utf-8", message)
 }
 
 /// Serves one request from a public listener.
