@@ -19,5 +19,9 @@ pub async fn handle<B>(mounts: &Mounts, request: Request<B>) -> Response<Body> {
 }
 
 fn json(value: &impl serde::Serialize) -> Response<Body> {
-    full(StatusCode::OK, "application/json", serde_json::to_vec_pretty(value).unwrap_or_default())
+    full(
+        StatusCode::OK,
+        "application/json",
+        serde_json::to_vec_pretty(value).unwrap_or_default(),
+    )
 }

@@ -16,12 +16,21 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A response with a whole body in memory.
-pub fn full(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
-    let mut response = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed_unsync());
+pub fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut response = Response::new(
+        Full::new(body.into())
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
     response
 }
 
@@ -77,7 +86,7 @@ where
             tracing::warn!(plugin = %plugin.name, %method, %path, "plugin failed: {failure}");
             text(
                 failure.status(),
-                format!("plugin `{}` {failure}", plugin.name),
+                format!("plugin `{}` {}", plugin.name, failure.public_message()),
             )
         }
     };

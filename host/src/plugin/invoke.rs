@@ -35,6 +35,18 @@ pub enum Failure {
 }
 
 impl Failure {
+    /// What the client is told: the kind of failure, not the plugin's
+    /// internals (the log has those).
+    pub fn public_message(&self) -> &'static str {
+        match self {
+            Failure::Timeout(_) => "ran past its deadline",
+            Failure::Trap(_) => "trapped",
+            Failure::NoResponse => "returned without a response",
+            Failure::ErrorCode(_) => "answered with an error",
+            Failure::Unavailable(_) => "could not start; try again",
+        }
+    }
+
     /// The status the client gets.
     pub fn status(&self) -> http::StatusCode {
         match self {
