@@ -80,6 +80,23 @@ impl Site {
         std::fs::rename(&tmp, self.plugins().join(format!("{name}.wasm"))).unwrap();
     }
 
+    /// Starts gatehouse with `config` as its gatehouse.toml (plugins and data
+    /// in this site; listeners and admin as the config says).
+    pub fn serve_config(&self, config: &str, env: &[(&str, &str)]) -> Server {
+        let file = self.dir.path().join("gatehouse.toml");
+        std::fs::write(&file, format!("{config}\n")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
+        command
+            .current_dir(self.dir.path())
+            .args(["serve", "--config"])
+            .arg(&file)
+            .arg("--plugins")
+            .arg(self.plugins())
+            .arg("--data")
+            .arg(self.data());
+        Server::spawn(command, env)
+    }
+
     /// Starts gatehouse on this site with extra arguments and environment.
     pub fn serve(&self, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_gatehouse"));
@@ -107,6 +124,8 @@ pub struct Server {
     pub child: Child,
     pub addr: String,
     pub admin: String,
+    /// Every listener, as `scheme://addr`.
+    pub listeners: Vec<String>,
     pub logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -131,13 +150,38 @@ impl Server {
             child,
             addr: String::new(),
             admin: String::new(),
+            listeners: Vec::new(),
             logs,
         };
-        let listening = server.wait_log("listening on http://", Duration::from_secs(20));
-        server.addr = after(&listening, "listening on http://");
-        let admin = server.wait_log("admin API on http://", Duration::from_secs(5));
+        // The admin line comes after every listener's.
+        let admin = server.wait_log("admin API on http://", Duration::from_secs(20));
         server.admin = after(&admin, "admin API on http://");
+        server.listeners = server
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| line.contains("listening on "))
+            .map(|line| after(line, "listening on "))
+            .collect();
+        server.addr = server
+            .listeners
+            .iter()
+            .find_map(|url| url.strip_prefix("http://"))
+            .unwrap_or_default()
+            .to_owned();
         server
+    }
+
+    /// The address of the `n`th listener with this scheme, in config order.
+    pub fn listener(&self, scheme: &str, n: usize) -> String {
+        let prefix = format!("{scheme}://");
+        self.listeners
+            .iter()
+            .filter_map(|url| url.strip_prefix(&prefix))
+            .nth(n)
+            .unwrap_or_else(|| panic!("no {scheme} listener #{n} in {:?}", self.listeners))
+            .to_owned()
     }
 
     /// `http://<addr><path>`

@@ -4,6 +4,7 @@
 mod harness;
 
 mod cli;
+mod edge;
 mod hot_swap;
 mod isolation;
 mod mounting;

@@ -1,19 +1,25 @@
 //! The admin API, on its own listener (loopback by default):
-//! `GET /health` and `GET /plugins`.
+//! `GET /health`, `GET /plugins` and `GET /stats`.
 
+use crate::firewall::Firewall;
 use crate::plugin::mounts::Mounts;
 use crate::server::{Body, full, text};
 use http::{Method, Request, Response, StatusCode};
 
 /// Serves one admin request.
-pub async fn handle<B>(mounts: &Mounts, request: Request<B>) -> Response<Body> {
+pub async fn handle<B>(
+    mounts: &Mounts,
+    firewall: &Firewall,
+    request: Request<B>,
+) -> Response<Body> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/health") => json(&serde_json::json!({ "status": "ok" })),
         (&Method::GET, "/plugins") => json(&mounts.report()),
-        (_, "/health" | "/plugins") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+        (&Method::GET, "/stats") => json(&serde_json::json!({ "edge": &firewall.stats })),
+        (_, "/health" | "/plugins" | "/stats") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
         (_, path) => text(
             StatusCode::NOT_FOUND,
-            format!("no admin endpoint {path}; try /health or /plugins"),
+            format!("no admin endpoint {path}; try /health, /plugins or /stats"),
         ),
     }
 }

@@ -22,16 +22,23 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// The admin API listener.
     pub admin: AdminConfig,
+    /// Who may connect, and how often.
+    pub firewall: FirewallConfig,
+    /// Limits on every request and connection.
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             server: ServerConfig::default(),
-            listeners: vec![ListenerConfig {
-                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            }],
+            listeners: vec![ListenerConfig::plain(SocketAddr::from((
+                [127, 0, 0, 1],
+                8080,
+            )))],
             admin: AdminConfig::default(),
+            firewall: FirewallConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -64,6 +71,206 @@ impl Default for ServerConfig {
 pub struct ListenerConfig {
     /// The socket address to bind, e.g. `0.0.0.0:80`.
     pub addr: SocketAddr,
+    /// Serve TLS on this listener with these certificates.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Answer every request (but ACME challenges) with a redirect to https.
+    #[serde(default)]
+    pub redirect_https: bool,
+    /// The `Strict-Transport-Security` header for a TLS listener: `true`
+    /// for `max-age=31536000`, or the header value itself.
+    #[serde(default)]
+    pub hsts: Option<Hsts>,
+}
+
+impl ListenerConfig {
+    /// A plain HTTP listener on `addr`.
+    pub fn plain(addr: SocketAddr) -> ListenerConfig {
+        ListenerConfig {
+            addr,
+            tls: None,
+            redirect_https: false,
+            hsts: None,
+        }
+    }
+
+    /// The HSTS header value, when one is configured.
+    pub fn hsts_value(&self) -> Option<String> {
+        match &self.hsts {
+            Some(Hsts::On(true)) => Some("max-age=31536000".to_owned()),
+            Some(Hsts::Value(value)) => Some(value.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// `hsts = true` or `hsts = "max-age=…; includeSubDomains"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Hsts {
+    /// On with a year's max-age, or off.
+    On(bool),
+    /// The header value as written.
+    Value(String),
+}
+
+/// `tls = { … }` of a listener.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain of the default certificate.
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the default certificate.
+    pub key: Option<PathBuf>,
+    /// More certificates, each chosen when SNI names a host it is valid for.
+    pub sni: Vec<CertPair>,
+    /// Obtain and renew certificates with ACME.
+    pub acme: Option<AcmeConfig>,
+}
+
+/// A certificate chain and its key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `acme = { … }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// The names the certificate covers.
+    pub domains: Vec<String>,
+    /// The account contact.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The ACME directory URL (Let's Encrypt by default).
+    #[serde(default = "AcmeConfig::default_directory")]
+    pub directory: String,
+    /// A PEM root certificate to trust for the directory, besides the system
+    /// roots (for a private CA).
+    #[serde(default)]
+    pub directory_ca: Option<PathBuf>,
+    /// Renew when the certificate has fewer days left than this.
+    #[serde(default = "AcmeConfig::default_renew_days")]
+    pub renew_before_days: u64,
+}
+
+impl AcmeConfig {
+    fn default_directory() -> String {
+        "https://acme-v02.api.letsencrypt.org/directory".to_owned()
+    }
+    fn default_renew_days() -> u64 {
+        30
+    }
+}
+
+/// `[firewall]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FirewallConfig {
+    /// When not empty, only these networks may connect.
+    pub allow: Vec<Cidr>,
+    /// These networks may not connect (deny wins over allow).
+    pub deny: Vec<Cidr>,
+    /// Peers whose X-Forwarded-For headers are believed.
+    pub trusted_proxies: Vec<Cidr>,
+    /// Requests per client address.
+    pub rate: Option<RateConfig>,
+    /// Open connections in all.
+    pub max_connections: Option<usize>,
+    /// Open connections per client address.
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// A network, written `10.0.0.0/8`, `2001:db8::/32` or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr(pub ipnet::IpNet);
+
+impl<'de> Deserialize<'de> for Cidr {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Cidr, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        let parsed = if text.contains('/') {
+            text.parse::<ipnet::IpNet>().ok()
+        } else {
+            text.parse::<std::net::IpAddr>()
+                .ok()
+                .map(ipnet::IpNet::from)
+        };
+        parsed.map(Cidr).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a network: write an address or CIDR, like 203.0.113.0/24 or 2001:db8::/32"
+            ))
+        })
+    }
+}
+
+/// `rate = { per_ip = "100/s", burst = 200 }`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateConfig {
+    /// `N/s`, `N/m` or `N/h`.
+    pub per_ip: String,
+    /// How many requests may come at once before the rate applies (default: N).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl RateConfig {
+    /// The steady rate as (count, period).
+    pub fn parse(&self) -> Result<(u32, std::time::Duration), String> {
+        let bad = || {
+            format!(
+                "rate per_ip = \"{}\" is not a rate: write N/s, N/m or N/h with N at least 1",
+                self.per_ip
+            )
+        };
+        let (count, unit) = self.per_ip.split_once('/').ok_or_else(bad)?;
+        let count: u32 = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(bad)?;
+        let period = match unit.trim() {
+            "s" => std::time::Duration::from_secs(1),
+            "m" => std::time::Duration::from_secs(60),
+            "h" => std::time::Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        Ok((count, period))
+    }
+}
+
+/// `[limits]` of the host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// A client must send a whole request head within this time (and a
+    /// keep-alive HTTP/1 connection waiting for its next request is closed
+    /// after it); a TLS handshake too.
+    pub header_timeout_ms: u64,
+    /// The largest request head, in bytes (431 beyond).
+    pub max_header_bytes: usize,
+    /// The largest request body, in bytes (413 beyond), chunked or not.
+    pub max_body_bytes: u64,
+    /// HTTP/2 streams open at once per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// The largest HTTP/2 frame a client may send.
+    pub h2_max_frame_size: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            header_timeout_ms: 10_000,
+            max_header_bytes: 16_384,
+            max_body_bytes: 1 << 20,
+            h2_max_concurrent_streams: 128,
+            h2_max_frame_size: 16_384,
+        }
+    }
 }
 
 /// `[admin]`
@@ -115,6 +322,18 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new(""));
         config.server.plugins = base.join(&config.server.plugins);
         config.server.data = base.join(&config.server.data);
+        for tls in config.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+            for path in [&mut tls.cert, &mut tls.key].into_iter().flatten() {
+                *path = base.join(&*path);
+            }
+            for pair in &mut tls.sni {
+                pair.cert = base.join(&pair.cert);
+                pair.key = base.join(&pair.key);
+            }
+            if let Some(ca) = tls.acme.as_mut().and_then(|a| a.directory_ca.as_mut()) {
+                *ca = base.join(&*ca);
+            }
+        }
         Ok(config)
     }
 
@@ -132,7 +351,54 @@ impl Config {
                     .to_owned(),
             });
         }
+        config.validate().map_err(|message| Error::Config {
+            file: file.to_path_buf(),
+            message,
+        })?;
         Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        for listener in &self.listeners {
+            let addr = listener.addr;
+            if let Some(tls) = &listener.tls {
+                if listener.redirect_https {
+                    return Err(format!(
+                        "[[listener]] {addr}: redirect_https belongs on a plain listener, not a TLS one"
+                    ));
+                }
+                if tls.cert.is_some() != tls.key.is_some() {
+                    return Err(format!("[[listener]] {addr}: tls needs both cert and key"));
+                }
+                if tls.cert.is_none() && tls.sni.is_empty() && tls.acme.is_none() {
+                    return Err(format!(
+                        "[[listener]] {addr}: tls has no certificate: set cert and key, sni, or acme"
+                    ));
+                }
+                if let Some(acme) = &tls.acme
+                    && acme.domains.is_empty()
+                {
+                    return Err(format!(
+                        "[[listener]] {addr}: acme needs at least one domain"
+                    ));
+                }
+            } else if listener.hsts.is_some() {
+                return Err(format!(
+                    "[[listener]] {addr}: hsts is only sent on a TLS listener"
+                ));
+            }
+        }
+        if let Some(rate) = &self.firewall.rate {
+            rate.parse()?;
+        }
+        if self.limits.max_header_bytes < 8192 {
+            return Err("[limits] max_header_bytes must be at least 8192".to_owned());
+        }
+        if !(16_384..=16_777_215).contains(&self.limits.h2_max_frame_size) {
+            return Err("[limits] h2_max_frame_size must be between 16384 and 16777215".to_owned());
+        }
+        Ok(())
     }
 
     /// Applies command-line flags over the file's values.
@@ -141,11 +407,7 @@ impl Config {
             self.listeners = overrides
                 .listen
                 .iter()
-                .map(|addr| {
-                    Ok(ListenerConfig {
-                        addr: parse_addr("--listen", addr)?,
-                    })
-                })
+                .map(|addr| Ok(ListenerConfig::plain(parse_addr("--listen", addr)?)))
                 .collect::<Result<_>>()?;
         }
         if let Some(admin) = &overrides.admin {

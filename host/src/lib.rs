@@ -3,8 +3,11 @@
 //!
 //! A request follows the modules in this order:
 //!
-//! - [`listener`]: accepts connections, speaks HTTP/1.1 and HTTP/2, drains on shutdown.
-//! - [`server`]: the request path: route, invoke, access log.
+//! - [`listener`]: accepts connections, admits them through the [`firewall`],
+//!   terminates [`tls`], speaks HTTP/1.1 and HTTP/2 under the limits, drains
+//!   on shutdown.
+//! - [`server`]: the request path: edge filters (rate limit, https redirect,
+//!   [`acme`] challenges, body limit), route, invoke, access log.
 //! - [`router`]: host + path to the plugin that answers.
 //! - [`plugin`]: the wasm runtime; the drop-in folder, hot swap, one
 //!   fresh instance per request under a deadline and a memory cap.
@@ -13,23 +16,29 @@
 //! Beside the path: [`admin`] (health and plugin status), [`config`]
 //! (`gatehouse.toml` and sidecars), [`shutdown`] and [`error`].
 
+pub mod acme;
 pub mod admin;
 pub mod capability;
 pub mod config;
 pub mod error;
+pub mod firewall;
 pub mod listener;
 pub mod plugin;
 pub mod router;
 pub mod server;
 pub mod shutdown;
+pub mod tls;
 
-use config::Config;
+use config::{CertPair, Config};
 use error::{Error, Result};
+use firewall::Firewall;
+use listener::Edge;
 use plugin::folder;
 use plugin::mounts::Mounts;
 use plugin::runtime::Runtime;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_rustls::TlsAcceptor;
 
 /// Runs the server until `shutdown` fires, then drains and returns.
 pub async fn serve(config: Config, shutdown: shutdown::Shutdown) -> Result<()> {
@@ -52,14 +61,66 @@ pub async fn serve(config: Config, shutdown: shutdown::Shutdown) -> Result<()> {
     let runtime = Arc::new(Runtime::new(data_dir)?);
     let mounts = Arc::new(Mounts::new(runtime, plugins_dir, data_dir));
 
-    let mut listeners = Vec::new();
+    let firewall = Arc::new(Firewall::new(&config.firewall));
+    let challenges = Arc::new(acme::Challenges::default());
+    let has_plain = config.listeners.iter().any(|l| l.tls.is_none());
+
+    // Bind everything first, so a taken port fails the start, not later.
+    let mut bound = Vec::new();
+    let mut cert_watchers = Vec::new();
     for listener in &config.listeners {
-        listeners.push(listener::bind(listener.addr).await?);
+        let socket = listener::bind(listener.addr).await?;
+        let tls = match &listener.tls {
+            Some(tls_config) => {
+                let mut pairs: Vec<CertPair> = tls_config.sni.clone();
+                if let (Some(cert), Some(key)) = (&tls_config.cert, &tls_config.key) {
+                    pairs.insert(
+                        0,
+                        CertPair {
+                            cert: cert.clone(),
+                            key: key.clone(),
+                        },
+                    );
+                }
+                let store = tls::CertStore::new(pairs)?;
+                cert_watchers.push(tls::watch(store.clone())?);
+                if let Some(acme_config) = &tls_config.acme {
+                    acme::spawn(
+                        acme_config.clone(),
+                        store.clone(),
+                        challenges.clone(),
+                        data_dir,
+                        has_plain,
+                    );
+                }
+                Some(TlsAcceptor::from(tls::server_config(
+                    store,
+                    tls_config.acme.is_some(),
+                )?))
+            }
+            None => None,
+        };
+        let edge = Edge {
+            hsts: listener
+                .hsts_value()
+                .and_then(|v| http::HeaderValue::from_str(&v).ok()),
+            config: listener.clone(),
+            tls,
+            firewall: Some(firewall.clone()),
+            limits: config.limits.clone(),
+        };
+        bound.push((socket, Arc::new(edge)));
     }
     let admin = listener::bind(config.admin.addr).await?;
-    for listener in &listeners {
-        if let Ok(addr) = listener.local_addr() {
-            tracing::info!("listening on http://{addr}");
+    let https_port = bound
+        .iter()
+        .find(|(_, edge)| edge.tls.is_some())
+        .and_then(|(socket, _)| socket.local_addr().ok())
+        .map(|addr| addr.port());
+    for (socket, edge) in &bound {
+        if let Ok(addr) = socket.local_addr() {
+            let scheme = if edge.tls.is_some() { "https" } else { "http" };
+            tracing::info!("listening on {scheme}://{addr}");
         }
     }
     if let Ok(addr) = admin.local_addr() {
@@ -68,22 +129,54 @@ pub async fn serve(config: Config, shutdown: shutdown::Shutdown) -> Result<()> {
     tracing::info!("serving plugins from {}", plugins_dir.display());
 
     let _watcher = plugin::watch::start(mounts.clone(), Some(data_dir.clone())).await?;
+    let forget = firewall.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            forget.forget_quiet_clients();
+        }
+    });
 
     let grace = Duration::from_millis(config.server.shutdown_grace_ms);
+    let server = Arc::new(server::Server {
+        mounts: mounts.clone(),
+        firewall: firewall.clone(),
+        acme: challenges,
+        https_port,
+    });
     let mut tasks = tokio::task::JoinSet::new();
-    for listener in listeners {
-        let mounts = mounts.clone();
-        let service = move |request, local| {
-            let mounts = mounts.clone();
-            async move { server::handle(&mounts, request, local).await }
+    for (socket, edge) in bound {
+        let (server, service_edge) = (server.clone(), edge.clone());
+        let service = move |request, connection| {
+            let (server, edge) = (server.clone(), service_edge.clone());
+            async move { server::handle(&server, &edge, request, connection).await }
         };
-        tasks.spawn(listener::run(listener, service, shutdown.clone(), grace));
+        tasks.spawn(listener::run(
+            socket,
+            edge,
+            service,
+            shutdown.clone(),
+            grace,
+        ));
     }
-    let service = move |request, _local| {
-        let mounts = mounts.clone();
-        async move { admin::handle(&mounts, request).await }
+    let admin_edge = Arc::new(Edge {
+        config: config::ListenerConfig::plain(config.admin.addr),
+        tls: None,
+        firewall: None,
+        limits: config.limits.clone(),
+        hsts: None,
+    });
+    let service = move |request, _connection| {
+        let (mounts, firewall) = (mounts.clone(), firewall.clone());
+        async move { admin::handle(&mounts, &firewall, request).await }
     };
-    tasks.spawn(listener::run(admin, service, shutdown.clone(), grace));
+    tasks.spawn(listener::run(
+        admin,
+        admin_edge,
+        service,
+        shutdown.clone(),
+        grace,
+    ));
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())

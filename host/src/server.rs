@@ -1,12 +1,18 @@
-//! The request path inside the host: route, then hand to the plugin, then
-//! write the access log line.
+//! The request path inside the host: the edge's request filters, the
+//! router, the plugin, then the access log line.
 
+use crate::acme::Challenges;
+use crate::firewall::{Firewall, Stats};
+use crate::listener::{Connection, Edge};
 use crate::plugin::mounts::Mounts;
 use crate::router;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
-use std::net::SocketAddr;
+use http_body::Body as _;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited, combinators::UnsyncBoxBody};
+use hyper::body::Incoming;
+use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Any error a response body can end with.
@@ -41,39 +47,201 @@ pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
     full(status, "text/plain; charset=utf-8", message)
 }
 
-/// Serves one request from a public listener.
-pub async fn handle<B>(
-    mounts: &Mounts,
-    mut request: Request<B>,
-    local: SocketAddr,
-) -> Response<Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<wasmtime_wasi_http::Error>,
-{
+/// What the public listeners share.
+pub struct Server {
+    /// The mounted plugins.
+    pub mounts: Arc<Mounts>,
+    /// Who may connect and how often.
+    pub firewall: Arc<Firewall>,
+    /// HTTP-01 answers of pending ACME orders.
+    pub acme: Arc<Challenges>,
+    /// The port of the first TLS listener, for redirects.
+    pub https_port: Option<u16>,
+}
+
+/// Serves one request from a public listener: the edge filters (client
+/// address, firewall, rate limit, ACME challenges, https redirect, body
+/// limit), then the router and the plugin.
+pub async fn handle(
+    server: &Server,
+    edge: &Edge,
+    request: Request<Incoming>,
+    connection: Connection,
+) -> Response<Body> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let mounted = mounts.snapshot();
+    let mut response = match filter(server, edge, request, connection).await {
+        Ok((request, client)) => {
+            dispatch(server, request, client, connection, &method, &path, started).await
+        }
+        Err(response) => {
+            access_log(&method, &path, response.status(), "-", started);
+            response
+        }
+    };
+    if connection.tls
+        && let Some(hsts) = &edge.hsts
+    {
+        response
+            .headers_mut()
+            .insert(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+    }
+    response
+}
+
+/// The request a plugin gets: its body streamed or, when it came chunked,
+/// read whole within the body limit.
+type PluginRequest = Request<UnsyncBoxBody<Bytes, hyper::Error>>;
+
+/// The edge's phases before routing; `Err` is the answer that ends the request.
+async fn filter(
+    server: &Server,
+    edge: &Edge,
+    request: Request<Incoming>,
+    connection: Connection,
+) -> Result<(PluginRequest, IpAddr), Response<Body>> {
+    let firewall = &server.firewall;
+    let client = firewall.client_ip(connection.peer, request.headers());
+    if client != connection.peer && !firewall.permits(client) {
+        Stats::count(&firewall.stats.requests_denied);
+        firewall
+            .log
+            .warn(|| format!("denied a request forwarded for {client}"));
+        return Err(text(StatusCode::FORBIDDEN, "forbidden"));
+    }
+    if let Err(wait) = firewall.check_rate(client) {
+        Stats::count(&firewall.stats.requests_rate_limited);
+        firewall.log.warn(|| format!("rate limited {client}"));
+        let mut response = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many requests: slow down",
+        );
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        return Err(response);
+    }
+    if let Some(token) = request
+        .uri()
+        .path()
+        .strip_prefix(crate::acme::HTTP01_PREFIX)
+    {
+        return Err(match server.acme.http01(token) {
+            Some(answer) => full(StatusCode::OK, "application/octet-stream", answer),
+            None => text(StatusCode::NOT_FOUND, "no such ACME challenge"),
+        });
+    }
+    if edge.config.redirect_https {
+        return Err(redirect_to_https(&request, server.https_port));
+    }
+
+    let limit = edge.limits.max_body_bytes;
+    let too_large = || {
+        Stats::count(&firewall.stats.bodies_too_large);
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let request = match declared {
+        Some(length) if length > limit => return Err(too_large()),
+        Some(_) => request.map(BodyExt::boxed_unsync),
+        None if request.body().is_end_stream() => request.map(BodyExt::boxed_unsync),
+        None => {
+            // Chunked: read it whole, up to the limit, to answer 413 before
+            // the plugin sees a byte.
+            let (parts, body) = request.into_parts();
+            let bytes = match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
+                .collect()
+                .await
+            {
+                Ok(collected) => collected.to_bytes(),
+                Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
+                Err(_) => {
+                    return Err(text(
+                        StatusCode::BAD_REQUEST,
+                        "the request body was cut off",
+                    ));
+                }
+            };
+            Request::from_parts(
+                parts,
+                Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+        }
+    };
+    Ok((request, client))
+}
+
+/// The permanent redirect of a plain listener to https.
+fn redirect_to_https<B>(request: &Request<B>, https_port: Option<u16>) -> Response<Body> {
+    let host = request_host(request).unwrap_or_else(|| "localhost".to_owned());
+    let port = match https_port {
+        Some(443) | None => String::new(),
+        Some(port) => format!(":{port}"),
+    };
+    let path = request
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let location = format!("https://{host}{port}{path}");
+    let mut response = text(
+        StatusCode::PERMANENT_REDIRECT,
+        format!("moved to {location}"),
+    );
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    response
+}
+
+/// Routes a request that passed the edge and runs its plugin.
+async fn dispatch(
+    server: &Server,
+    mut request: PluginRequest,
+    client: IpAddr,
+    connection: Connection,
+    method: &http::Method,
+    path: &str,
+    started: Instant,
+) -> Response<Body> {
+    let mounted = server.mounts.snapshot();
     let host = request_host(&request);
-    let Some(matched) = mounted.table.lookup(host.as_deref(), &path) else {
+    let Some(matched) = mounted.table.lookup(host.as_deref(), path) else {
         let response = text(StatusCode::NOT_FOUND, format!("no route for {path}"));
-        access_log(&method, &path, response.status(), "-", started);
+        access_log(method, path, response.status(), "-", started);
         return response;
     };
     let plugin = mounted.plugins[matched.plugin].clone();
 
     if let Some(prefix) = matched.stripped {
-        let inner = router::strip(&path, Some(prefix));
+        let inner = router::strip(path, Some(prefix));
         *request.uri_mut() = with_path(request.uri(), &inner);
         if let Ok(value) = HeaderValue::from_str(prefix) {
             request.headers_mut().insert("x-forwarded-prefix", value);
         }
     }
+    let headers = request.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
+        headers.insert("x-real-ip", value);
+    }
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if connection.tls { "https" } else { "http" }),
+    );
     if host.is_none() {
         // HTTP/1.0 without Host: wasi:http needs an authority.
-        if let Ok(value) = HeaderValue::from_str(&local.to_string()) {
-            request.headers_mut().insert(http::header::HOST, value);
+        if let Ok(value) = HeaderValue::from_str(&connection.local.to_string()) {
+            headers.insert(http::header::HOST, value);
         }
     }
     drop(mounted);
@@ -90,7 +258,7 @@ where
             )
         }
     };
-    access_log(&method, &path, response.status(), &plugin.name, started);
+    access_log(method, path, response.status(), &plugin.name, started);
     response
 }
 
