@@ -3,6 +3,7 @@
 
 mod harness;
 
+mod acme;
 mod cli;
 mod edge;
 mod hot_swap;
