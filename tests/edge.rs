@@ -546,3 +546,49 @@ async fn connection_caps_refuse_the_excess() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 200, "closing frees the slots");
 }
+
+#[tokio::test]
+async fn proxy_protocol_is_believed_only_from_trusted_proxies() {
+    let site = hello_site();
+    let server = site.serve_config(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\nproxy_protocol = true\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [firewall]\ntrusted_proxies = [\"127.0.0.12/32\"]\ndeny = [\"198.51.100.0/24\"]",
+        &[],
+    );
+    ready(&server).await;
+    let addr = server.addr.clone();
+    let request = "GET /hello/headers HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+    let mut v1 = connect_from("127.0.0.12", &addr).await.unwrap();
+    v1.write_all(format!("PROXY TCP4 192.0.2.10 127.0.0.1 5555 80\r\n{request}").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    v1.read_to_string(&mut response).await.unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.contains("x-real-ip: 192.0.2.10\n"),
+        "{response}"
+    );
+
+    // v2, binary: a denied client behind the proxy is closed.
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend([
+        0x21, 0x11, 0, 12, 198, 51, 100, 7, 127, 0, 0, 1, 0x15, 0xb3, 0, 80,
+    ]);
+    let mut v2 = connect_from("127.0.0.12", &addr).await.unwrap();
+    v2.write_all(&header).await.unwrap();
+    assert!(
+        closed_without_answer(&mut v2).await,
+        "198.51.100.7 is denied"
+    );
+
+    // From an untrusted peer the header is not read: it is a bad request.
+    let mut untrusted = connect_from("127.0.0.13", &addr).await.unwrap();
+    untrusted
+        .write_all(format!("PROXY TCP4 192.0.2.10 127.0.0.1 5555 80\r\n{request}").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    let _ = untrusted.read_to_string(&mut response).await;
+    assert!(!response.contains("x-real-ip: 192.0.2.10"), "{response}");
+}

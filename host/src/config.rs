@@ -81,6 +81,10 @@ pub struct ListenerConfig {
     /// for `max-age=31536000`, or the header value itself.
     #[serde(default)]
     pub hsts: Option<Hsts>,
+    /// Read a PROXY protocol header (v1 or v2) first when the peer is a
+    /// trusted proxy, and take the client address from it.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 impl ListenerConfig {
@@ -91,6 +95,7 @@ impl ListenerConfig {
             tls: None,
             redirect_https: false,
             hsts: None,
+            proxy_protocol: false,
         }
     }
 
@@ -174,7 +179,7 @@ pub struct FirewallConfig {
     pub allow: Vec<Cidr>,
     /// These networks may not connect (deny wins over allow).
     pub deny: Vec<Cidr>,
-    /// Peers whose X-Forwarded-For headers are believed.
+    /// Peers whose X-Forwarded-For and PROXY headers are believed.
     pub trusted_proxies: Vec<Cidr>,
     /// Requests per client address.
     pub rate: Option<RateConfig>,

@@ -1,7 +1,7 @@
 //! The firewall: who may connect (allow and deny networks), how many
 //! connections each may hold, and how fast each may send requests. The
 //! client address is the socket peer's, unless the peer is a trusted proxy
-//! that says otherwise in X-Forwarded-For.
+//! that says otherwise (PROXY protocol, X-Forwarded-For).
 
 use crate::config::{Cidr, FirewallConfig};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -33,6 +33,8 @@ pub struct Stats {
     pub header_timeouts: AtomicU64,
     /// TLS handshakes that failed.
     pub tls_handshake_failures: AtomicU64,
+    /// PROXY protocol headers that were missing or malformed.
+    pub proxy_header_errors: AtomicU64,
 }
 
 impl Stats {

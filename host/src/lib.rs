@@ -24,6 +24,7 @@ pub mod error;
 pub mod firewall;
 pub mod listener;
 pub mod plugin;
+pub mod proxy_protocol;
 pub mod router;
 pub mod server;
 pub mod shutdown;

@@ -1,4 +1,5 @@
-//! Listeners: accept a TCP connection, admit it through the firewall,
+//! Listeners: accept a TCP connection, read its PROXY header when a trusted
+//! proxy sends one, admit it through the firewall,
 //! terminate TLS, and serve HTTP/1.1 and HTTP/2 on it (hyper-util's auto
 //! builder) under the request limits; drain on shutdown.
 
@@ -93,29 +94,7 @@ pub async fn run<S, F>(
             },
             () = &mut stop => break,
         };
-        let slot = match &edge.firewall {
-            Some(firewall) => match firewall.admit(peer.ip()) {
-                Ok(slot) => Some(slot),
-                Err(refusal) => {
-                    firewall.log.warn(|| {
-                        let why = match refusal {
-                            Refusal::Denied => "its network is denied",
-                            Refusal::OverTotal => "max_connections are open",
-                            Refusal::OverPerIp => "max_connections_per_ip are open from it",
-                        };
-                        format!("{local}: refused a connection from {}: {why}", peer.ip())
-                    });
-                    continue; // dropping the stream closes it, before any TLS
-                }
-            },
-            None => None,
-        };
         let _ = stream.set_nodelay(true);
-        let connection = Connection {
-            local,
-            peer: peer.ip(),
-            tls: edge.tls.is_some(),
-        };
         let (edge, builder, service, watcher) = (
             edge.clone(),
             builder.clone(),
@@ -123,11 +102,53 @@ pub async fn run<S, F>(
             graceful.watcher(),
         );
         tokio::spawn(async move {
-            let _slot = slot;
+            let mut stream = stream;
+            let timeout = Duration::from_millis(edge.limits.header_timeout_ms);
+            let mut client = peer.ip();
+            if let Some(firewall) = &edge.firewall
+                && edge.config.proxy_protocol
+                && firewall.is_trusted(client)
+            {
+                match tokio::time::timeout(timeout, crate::proxy_protocol::read_header(&mut stream))
+                    .await
+                {
+                    Ok(Ok(named)) => client = named.unwrap_or(client),
+                    Ok(Err(e)) => {
+                        Stats::count(&firewall.stats.proxy_header_errors);
+                        firewall.log.warn(|| format!("{local}: {e} from {client}"));
+                        return;
+                    }
+                    Err(_) => {
+                        Stats::count(&firewall.stats.header_timeouts);
+                        return;
+                    }
+                }
+            }
+            let _slot = match &edge.firewall {
+                Some(firewall) => match firewall.admit(client) {
+                    Ok(slot) => Some(slot),
+                    Err(refusal) => {
+                        firewall.log.warn(|| {
+                            let why = match refusal {
+                                Refusal::Denied => "its network is denied",
+                                Refusal::OverTotal => "max_connections are open",
+                                Refusal::OverPerIp => "max_connections_per_ip are open from it",
+                            };
+                            format!("{local}: refused a connection from {client}: {why}")
+                        });
+                        return; // dropping the stream closes it, before any TLS
+                    }
+                },
+                None => None,
+            };
+            let connection = Connection {
+                local,
+                peer: client,
+                tls: edge.tls.is_some(),
+            };
             let Some(tls) = &edge.tls else {
                 return serve(&builder, stream, connection, service, watcher, &edge).await;
             };
-            let timeout = Duration::from_millis(edge.limits.header_timeout_ms);
             let stream = match tokio::time::timeout(timeout, tls.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
