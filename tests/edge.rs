@@ -592,3 +592,55 @@ async fn proxy_protocol_is_believed_only_from_trusted_proxies() {
     let _ = untrusted.read_to_string(&mut response).await;
     assert!(!response.contains("x-real-ip: 192.0.2.10"), "{response}");
 }
+
+#[tokio::test]
+async fn a_sidecar_firewall_overrides_per_route() {
+    let site = hello_site();
+    site.put("open.wasm", component("demo/hello"));
+    site.put(
+        "hello.toml",
+        "[firewall]\nallow = [\"127.0.0.20/32\"]\nrate = { per_ip = \"2/m\" }\n",
+    );
+    let server = site.serve_config(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"",
+        &[],
+    );
+    ready(&server).await;
+    server
+        .wait_plugin("open", LOAD, |p| p["state"] == "serving")
+        .await;
+    let status = |source: &'static str, path: &'static str| {
+        let url = server.url(path);
+        async move {
+            client_from(source)
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        status("127.0.0.21", "/hello/version").await,
+        403,
+        "not in the route's allow list"
+    );
+    assert_eq!(
+        status("127.0.0.21", "/open/version").await,
+        200,
+        "another route is open"
+    );
+    assert_eq!(status("127.0.0.20", "/hello/version").await, 200);
+    assert_eq!(status("127.0.0.20", "/hello/version").await, 200);
+    assert_eq!(
+        status("127.0.0.20", "/hello/version").await,
+        429,
+        "the route's rate"
+    );
+    assert_eq!(
+        status("127.0.0.20", "/open/version").await,
+        200,
+        "the rate is the route's alone"
+    );
+}

@@ -212,7 +212,7 @@ impl<'de> Deserialize<'de> for Cidr {
 }
 
 /// `rate = { per_ip = "100/s", burst = 200 }`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateConfig {
     /// `N/s`, `N/m` or `N/h`.
@@ -450,6 +450,32 @@ pub struct Sidecar {
     pub limits: Limits,
     /// What the plugin may touch; everything else is denied.
     pub grants: Grants,
+    /// Firewall rules for this plugin's routes, on top of `[firewall]`.
+    pub firewall: Option<RouteFirewall>,
+}
+
+/// `[firewall]` of a sidecar: who may reach these routes, and how often.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteFirewall {
+    /// When not empty, only clients in these networks (403 otherwise).
+    pub allow: Vec<Cidr>,
+    /// Clients in these networks get 403.
+    pub deny: Vec<Cidr>,
+    /// Requests per client address to these routes (429 beyond).
+    pub rate: Option<RateConfig>,
+}
+
+impl RouteFirewall {
+    /// The same rules as a `[firewall]` table with no connection caps.
+    pub fn as_firewall(&self) -> FirewallConfig {
+        FirewallConfig {
+            allow: self.allow.clone(),
+            deny: self.deny.clone(),
+            rate: self.rate.clone(),
+            ..FirewallConfig::default()
+        }
+    }
 }
 
 impl Sidecar {
@@ -479,6 +505,9 @@ impl Sidecar {
             return Err(bad(
                 "[limits] memory_mb must be between 1 and 4096".to_owned()
             ));
+        }
+        if let Some(rate) = sidecar.firewall.as_ref().and_then(|f| f.rate.as_ref()) {
+            rate.parse().map_err(bad)?;
         }
         if let Some(routes) = &sidecar.routes {
             if routes.is_empty() {

@@ -9,7 +9,7 @@ use crate::router;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited, combinators::UnsyncBoxBody};
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -113,15 +113,7 @@ async fn filter(
     if let Err(wait) = firewall.check_rate(client) {
         Stats::count(&firewall.stats.requests_rate_limited);
         firewall.log.warn(|| format!("rate limited {client}"));
-        let mut response = text(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many requests: slow down",
-        );
-        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        return Err(response);
+        return Err(too_many_requests(wait));
     }
     if let Some(token) = request
         .uri()
@@ -150,20 +142,20 @@ async fn filter(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     let request = match declared {
-        Some(length) if length > limit => return Err(too_large()),
+        Some(length) if length > limit => {
+            let _ = read_within(request.into_body(), limit).await;
+            return Err(too_large());
+        }
         Some(_) => request.map(BodyExt::boxed_unsync),
         None if request.body().is_end_stream() => request.map(BodyExt::boxed_unsync),
         None => {
             // Chunked: read it whole, up to the limit, to answer 413 before
             // the plugin sees a byte.
             let (parts, body) = request.into_parts();
-            let bytes = match Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX))
-                .collect()
-                .await
-            {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
-                Err(_) => {
+            let bytes = match read_within(body, limit).await {
+                Ok(bytes) => bytes,
+                Err(BodyError::TooLarge) => return Err(too_large()),
+                Err(BodyError::Broken) => {
                     return Err(text(
                         StatusCode::BAD_REQUEST,
                         "the request body was cut off",
@@ -179,6 +171,74 @@ async fn filter(
         }
     };
     Ok((request, client))
+}
+
+/// Why a chunked body was not read.
+enum BodyError {
+    TooLarge,
+    Broken,
+}
+
+/// Reads a body of at most `limit` bytes. Past the limit it goes on reading
+/// and dropping what the client sends (for up to a second, at most four
+/// times the limit) so that the 413 reaches a client still sending, rather
+/// than a reset.
+async fn read_within(mut body: Incoming, limit: u64) -> Result<Bytes, BodyError> {
+    let mut kept = bytes::BytesMut::new();
+    let mut seen: u64 = 0;
+    let mut drain_until = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            return Err(BodyError::Broken);
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen += data.len() as u64;
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+            continue;
+        }
+        let until =
+            *drain_until.get_or_insert_with(|| Instant::now() + std::time::Duration::from_secs(1));
+        if seen > limit.saturating_mul(4) || Instant::now() > until {
+            break;
+        }
+    }
+    if seen > limit {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(kept.freeze())
+    }
+}
+
+/// The firewall rules of a plugin's sidecar, after routing.
+fn route_firewall(
+    global: &Firewall,
+    rules: &Firewall,
+    client: IpAddr,
+) -> Result<(), Response<Body>> {
+    if !rules.permits(client) {
+        Stats::count(&global.stats.requests_denied);
+        return Err(text(StatusCode::FORBIDDEN, "forbidden"));
+    }
+    rules.check_rate(client).map_err(|wait| {
+        Stats::count(&global.stats.requests_rate_limited);
+        too_many_requests(wait)
+    })
+}
+
+/// 429 with Retry-After in whole seconds, at least 1.
+fn too_many_requests(wait: std::time::Duration) -> Response<Body> {
+    let mut response = text(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests: slow down",
+    );
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    response
+        .headers_mut()
+        .insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    response
 }
 
 /// The permanent redirect of a plain listener to https.
@@ -222,6 +282,12 @@ async fn dispatch(
         return response;
     };
     let plugin = mounted.plugins[matched.plugin].clone();
+    if let Some(rules) = &plugin.firewall
+        && let Err(response) = route_firewall(&server.firewall, rules, client)
+    {
+        access_log(method, path, response.status(), &plugin.name, started);
+        return response;
+    }
 
     if let Some(prefix) = matched.stripped {
         let inner = router::strip(path, Some(prefix));

@@ -53,4 +53,6 @@ pub struct Plugin {
     pub loaded_at: SystemTime,
     /// Whether its compiled code came from the cache.
     pub compiled: Compiled,
+    /// Its sidecar's `[firewall]`, checked after routing.
+    pub firewall: Option<std::sync::Arc<crate::firewall::Firewall>>,
 }

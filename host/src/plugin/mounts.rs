@@ -221,6 +221,10 @@ impl Mounts {
             }
         }
         Ok(Plugin {
+            firewall: sidecar
+                .firewall
+                .as_ref()
+                .map(|rules| Arc::new(crate::firewall::Firewall::new(&rules.as_firewall()))),
             env: capability::env::resolve(&entry.name, &sidecar.grants.env),
             name: entry.name.clone(),
             origin,
