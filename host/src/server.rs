@@ -212,20 +212,16 @@ async fn read_within(mut body: Incoming, limit: u64) -> Result<Bytes, BodyError>
     }
 }
 
-/// The firewall rules of a plugin's sidecar, after routing.
-fn route_firewall(
-    global: &Firewall,
-    rules: &Firewall,
-    client: IpAddr,
-) -> Result<(), Response<Body>> {
+/// The firewall rules of a plugin's sidecar, after routing: the refusal,
+/// if the client is refused.
+fn route_firewall(global: &Firewall, rules: &Firewall, client: IpAddr) -> Option<Response<Body>> {
     if !rules.permits(client) {
         Stats::count(&global.stats.requests_denied);
-        return Err(text(StatusCode::FORBIDDEN, "forbidden"));
+        return Some(text(StatusCode::FORBIDDEN, "forbidden"));
     }
-    rules.check_rate(client).map_err(|wait| {
-        Stats::count(&global.stats.requests_rate_limited);
-        too_many_requests(wait)
-    })
+    let wait = rules.check_rate(client).err()?;
+    Stats::count(&global.stats.requests_rate_limited);
+    Some(too_many_requests(wait))
 }
 
 /// 429 with Retry-After in whole seconds, at least 1.
@@ -283,7 +279,7 @@ async fn dispatch(
     };
     let plugin = mounted.plugins[matched.plugin].clone();
     if let Some(rules) = &plugin.firewall
-        && let Err(response) = route_firewall(&server.firewall, rules, client)
+        && let Some(response) = route_firewall(&server.firewall, rules, client)
     {
         access_log(method, path, response.status(), &plugin.name, started);
         return response;
