@@ -6,7 +6,6 @@ use crate::harness::{Server, Site};
 use rcgen::{CertificateParams, KeyPair};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -42,6 +41,7 @@ struct Pebble {
 
 impl Pebble {
     fn start(dir: &Path, http_port: u16, tls_port: u16, validity: u64) -> Pebble {
+        crate::harness::require_tool("pebble", "pebble");
         let key = KeyPair::generate().unwrap();
         let cert = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
             .unwrap()
@@ -155,16 +155,9 @@ async fn tls_to(
     ),
     std::io::Error,
 > {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let tcp = tokio::net::TcpStream::connect(addr).await?;
     let server_name = rustls_pki_types::ServerName::try_from(name.to_owned()).unwrap();
-    let stream = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let stream = crate::harness::tls_connector(roots, &[b"http/1.1"])
         .connect(server_name, tcp)
         .await?;
     let leaf = stream.get_ref().1.peer_certificates().unwrap()[0].to_vec();

@@ -6,7 +6,6 @@ use crate::harness::{Server, Site, component};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -47,14 +46,7 @@ impl Pki {
     fn client(&self, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.ca.der().clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        tokio_rustls::TlsConnector::from(Arc::new(config))
+        crate::harness::tls_connector(roots, alpn)
     }
 }
 
@@ -197,6 +189,7 @@ async fn tls_1_1_is_refused_and_1_2_accepted() {
         &[],
     );
     let addr = server.listener("https", 0);
+    crate::harness::require_tool("openssl", "openssl");
     let s_client = |version: &str| {
         let output = std::process::Command::new("openssl")
             .args([

@@ -324,3 +324,41 @@ pub async fn get(url: &str) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.text().await.unwrap())
 }
+
+/// A TLS client trusting only `roots`, offering `alpn`.
+pub fn tls_connector(roots: rustls::RootCertStore, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// Makes sure a command from a Debian package is on the machine, installing
+/// the package with apt-get (once per run) when it is missing.
+pub fn require_tool(command: &str, package: &str) {
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    let found = |command: &str| {
+        Command::new("sh")
+            .args(["-c", &format!("command -v {command}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if found(command) {
+        return;
+    }
+    eprintln!("installing the Debian package {package} for `{command}`");
+    let installed = Command::new("sh")
+        .args(["-c", &format!("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {package}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        installed && found(command),
+        "this test needs `{command}`: install it with `apt-get install {package}` (as root)"
+    );
+}
