@@ -637,3 +637,50 @@ async fn a_sidecar_firewall_overrides_per_route() {
         "the rate is the route's alone"
     );
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_but_running_requests_are_not() {
+    let site = hello_site();
+    site.put("hostile.wasm", component("fixtures/hostile"));
+    let server = site.serve_config(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n[limits]\nidle_timeout_ms = 1000",
+        &[],
+    );
+    ready(&server).await;
+    server
+        .wait_plugin("hostile", LOAD, |p| p["state"] == "serving")
+        .await;
+
+    // An HTTP/2 connection (prior knowledge) that sends nothing after its preface.
+    let mut h2 = TcpStream::connect(&server.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), h2.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => continue, // the server's SETTINGS and their ack
+            Err(_) => panic!("the idle HTTP/2 connection was never closed"),
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(5),
+        "closed after {elapsed:?}"
+    );
+
+    // A request that runs longer than the idle timeout is not idle.
+    let response = reqwest::Client::builder()
+        .no_proxy()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .get(server.url("/hostile/sleep?1800"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.text().await.unwrap(), "slept 1800 ms");
+}

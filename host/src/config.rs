@@ -252,10 +252,13 @@ impl RateConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// A client must send a whole request head within this time (and a
-    /// keep-alive HTTP/1 connection waiting for its next request is closed
-    /// after it); a TLS handshake too.
+    /// A client must send a whole request head within this time (hyper's
+    /// timer also closes an HTTP/1 connection that waits longer for its next
+    /// request); a TLS handshake too.
     pub header_timeout_ms: u64,
+    /// A connection with no request running for this long is closed
+    /// (HTTP/1 keep-alive and HTTP/2 alike).
+    pub idle_timeout_ms: u64,
     /// The largest request head, in bytes (431 beyond).
     pub max_header_bytes: usize,
     /// The largest request body, in bytes (413 beyond), chunked or not.
@@ -270,6 +273,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
             header_timeout_ms: 10_000,
+            idle_timeout_ms: 75_000,
             max_header_bytes: 16_384,
             max_body_bytes: 1 << 20,
             h2_max_concurrent_streams: 128,

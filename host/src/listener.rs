@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::firewall::{Firewall, Refusal, Stats};
 use crate::server::Body;
 use crate::shutdown::Shutdown;
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -198,12 +199,30 @@ async fn serve<I, S, F>(
     S: Fn(hyper::Request<Incoming>, Connection) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = hyper::Response<Body>> + Send + 'static,
 {
+    let activity = Arc::new(Activity::new());
+    let tracker = activity.clone();
     let hyper_service = hyper::service::service_fn(move |request| {
+        let guard = tracker.begin();
         let response = service(request, connection);
-        async move { Ok::<_, std::convert::Infallible>(response.await) }
+        async move {
+            // The request counts as running until its response body is done.
+            let response = response.await.map(|body| {
+                BodyExt::boxed_unsync(Tracked {
+                    body,
+                    _guard: guard,
+                })
+            });
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), hyper_service);
-    if let Err(e) = watcher.watch(conn.into_owned()).await {
+    let served = watcher.watch(conn.into_owned());
+    let idle = Duration::from_millis(edge.limits.idle_timeout_ms);
+    let result = tokio::select! {
+        result = served => result,
+        () = activity.idle_for(idle) => return, // dropping the connection closes it
+    };
+    if let Err(e) = result {
         let Some(firewall) = &edge.firewall else {
             return;
         };
@@ -240,4 +259,81 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20));
     builder
+}
+
+/// When a connection last finished a request, and how many it is running:
+/// a connection with none running for `idle_timeout_ms` is closed.
+struct Activity {
+    running: std::sync::atomic::AtomicUsize,
+    last: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            running: std::sync::atomic::AtomicUsize::new(0),
+            last: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// A request starts; it ends when the guard drops.
+    fn begin(self: &Arc<Self>) -> RequestGuard {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        RequestGuard(self.clone())
+    }
+
+    /// Resolves once no request has run for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let since = *self.last.lock().unwrap();
+            if tokio::time::Instant::now() >= since + idle
+                && self.running.load(std::sync::atomic::Ordering::Relaxed) == 0
+            {
+                return;
+            }
+            tokio::time::sleep_until(
+                (since + idle).max(tokio::time::Instant::now() + Duration::from_millis(100)),
+            )
+            .await;
+        }
+    }
+}
+
+/// Marks one request of a connection as running.
+struct RequestGuard(Arc<Activity>);
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap() = tokio::time::Instant::now();
+        self.0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A response body that holds its request's guard until it is done.
+struct Tracked {
+    body: Body,
+    _guard: RequestGuard,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = crate::server::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
 }
