@@ -684,3 +684,49 @@ async fn idle_connections_are_closed_but_running_requests_are_not() {
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.text().await.unwrap(), "slept 1800 ms");
 }
+
+#[tokio::test]
+async fn http2_limits_are_advertised_in_the_server_settings() {
+    let site = hello_site();
+    let server = site.serve_config(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [limits]\nh2_max_concurrent_streams = 7\nh2_max_frame_size = 32768",
+        &[],
+    );
+    let mut h2 = TcpStream::connect(&server.addr).await.unwrap();
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    // The server's first frame is its SETTINGS: 9-byte header, then 6-byte entries.
+    let mut header = [0u8; 9];
+    h2.read_exact(&mut header).await.unwrap();
+    assert_eq!(header[3], 0x4, "a SETTINGS frame first");
+    let length =
+        usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+    let mut payload = vec![0u8; length];
+    h2.read_exact(&mut payload).await.unwrap();
+    let settings: std::collections::HashMap<u16, u32> = payload
+        .chunks(6)
+        .map(|e| {
+            (
+                u16::from_be_bytes([e[0], e[1]]),
+                u32::from_be_bytes([e[2], e[3], e[4], e[5]]),
+            )
+        })
+        .collect();
+    assert_eq!(
+        settings.get(&0x3),
+        Some(&7),
+        "SETTINGS_MAX_CONCURRENT_STREAMS: {settings:?}"
+    );
+    assert_eq!(
+        settings.get(&0x5),
+        Some(&32768),
+        "SETTINGS_MAX_FRAME_SIZE: {settings:?}"
+    );
+    assert_eq!(
+        settings.get(&0x6),
+        Some(&16384),
+        "SETTINGS_MAX_HEADER_LIST_SIZE: {settings:?}"
+    );
+}
