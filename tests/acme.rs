@@ -225,11 +225,7 @@ async fn http01_issues_a_certificate_and_renews_it_live() {
         ),
         &[],
     );
-    server
-        .wait_plugin("hello", Duration::from_secs(60), |p| {
-            p["state"] == "serving"
-        })
-        .await;
+    server.wait_serving("hello").await;
     let root = pebble.root().await;
     let first =
         wait_for_certificate(&server, &root, "acme.test", None, Duration::from_secs(60)).await;
@@ -261,11 +257,7 @@ async fn tls_alpn01_issues_a_certificate_with_no_plain_listener() {
         ),
         &[],
     );
-    server
-        .wait_plugin("hello", Duration::from_secs(60), |p| {
-            p["state"] == "serving"
-        })
-        .await;
+    server.wait_serving("hello").await;
     let root = pebble.root().await;
     wait_for_certificate(&server, &root, "alpn.test", None, Duration::from_secs(60)).await;
     server.wait_log("obtained and swapped in", Duration::from_secs(5));

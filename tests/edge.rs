@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const LOAD: Duration = Duration::from_secs(60);
 
 /// A test CA and leaf certificates it signs, written as PEM files.
 struct Pki {
@@ -119,9 +118,7 @@ fn hello_site() -> Site {
 }
 
 async fn ready(server: &Server) {
-    server
-        .wait_plugin("hello", LOAD, |p| p["state"] == "serving")
-        .await;
+    server.wait_serving("hello").await;
 }
 
 #[tokio::test]
@@ -599,9 +596,7 @@ async fn a_sidecar_firewall_overrides_per_route() {
         &[],
     );
     ready(&server).await;
-    server
-        .wait_plugin("open", LOAD, |p| p["state"] == "serving")
-        .await;
+    server.wait_serving("open").await;
     let status = |source: &'static str, path: &'static str| {
         let url = server.url(path);
         async move {
@@ -647,9 +642,7 @@ async fn idle_connections_are_closed_but_running_requests_are_not() {
         &[],
     );
     ready(&server).await;
-    server
-        .wait_plugin("hostile", LOAD, |p| p["state"] == "serving")
-        .await;
+    server.wait_serving("hostile").await;
 
     // An HTTP/2 connection (prior knowledge) that sends nothing after its preface.
     let mut h2 = TcpStream::connect(&server.addr).await.unwrap();

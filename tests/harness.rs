@@ -259,6 +259,12 @@ impl Server {
         }
     }
 
+    /// Waits until a plugin is mounted and serving (a source build included).
+    pub async fn wait_serving(&self, name: &str) -> serde_json::Value {
+        self.wait_plugin(name, Duration::from_secs(60), |p| p["state"] == "serving")
+            .await
+    }
+
     /// Waits until `GET path` answers `status` with a body containing `needle`.
     pub async fn wait_body(&self, path: &str, status: u16, needle: &str, timeout: Duration) {
         let deadline = Instant::now() + timeout;

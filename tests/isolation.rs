@@ -4,7 +4,6 @@
 use crate::harness::{Server, Site, client, component, get};
 use std::time::{Duration, Instant};
 
-const LOAD: Duration = Duration::from_secs(60);
 
 async fn hostile_site(sidecar: &str, env: &[(&str, &str)]) -> (Site, Server) {
     let site = Site::new();
@@ -12,12 +11,8 @@ async fn hostile_site(sidecar: &str, env: &[(&str, &str)]) -> (Site, Server) {
     site.put("hostile.toml", sidecar);
     site.put("hello.wasm", component("demo/hello"));
     let server = site.serve(&[], env);
-    server
-        .wait_plugin("hostile", LOAD, |p| p["state"] == "serving")
-        .await;
-    server
-        .wait_plugin("hello", LOAD, |p| p["state"] == "serving")
-        .await;
+    server.wait_serving("hostile").await;
+    server.wait_serving("hello").await;
     (site, server)
 }
 

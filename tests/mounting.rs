@@ -11,9 +11,7 @@ async fn wasm_file_is_mounted_at_its_name_with_the_prefix_stripped() {
     let site = Site::new();
     site.put("hello.wasm", component("demo/hello"));
     let server = site.serve(&[], &[]);
-    server
-        .wait_plugin("hello", LOAD, |p| p["state"] == "serving")
-        .await;
+    server.wait_serving("hello").await;
 
     let (status, body) = get(&server.url("/hello")).await;
     assert_eq!(
@@ -62,9 +60,7 @@ async fn http2_cleartext_is_served() {
     let site = Site::new();
     site.put("hello.wasm", component("demo/hello"));
     let server = site.serve(&[], &[]);
-    server
-        .wait_plugin("hello", LOAD, |p| p["state"] == "serving")
-        .await;
+    server.wait_serving("hello").await;
     let h2 = reqwest::Client::builder()
         .no_proxy()
         .http2_prior_knowledge()
@@ -86,12 +82,8 @@ async fn sidecar_routes_replace_the_default_mount() {
         "routes = [\"/api/v1/*\"]\nstrip_prefix = true\n",
     );
     let server = site.serve(&[], &[]);
-    server
-        .wait_plugin("home", LOAD, |p| p["state"] == "serving")
-        .await;
-    server
-        .wait_plugin("api", LOAD, |p| p["state"] == "serving")
-        .await;
+    server.wait_serving("home").await;
+    server.wait_serving("api").await;
 
     let (status, page) = get(&server.url("/")).await;
     assert_eq!(status, 200);
@@ -142,16 +134,12 @@ async fn a_restart_reads_compiled_code_from_the_cache() {
     let site = Site::new();
     site.put("hello.wasm", component("demo/hello"));
     let first = site.serve(&[], &[]);
-    let status = first
-        .wait_plugin("hello", LOAD, |p| p["state"] == "serving")
-        .await;
+    let status = first.wait_serving("hello").await;
     assert_eq!(status["compiled"], "fresh");
     drop(first);
 
     let second = site.serve(&[], &[]);
-    let status = second
-        .wait_plugin("hello", LOAD, |p| p["state"] == "serving")
-        .await;
+    let status = second.wait_serving("hello").await;
     assert_eq!(status["compiled"], "cache");
     assert_eq!(get(&second.url("/hello/version")).await.1, "hello");
 }

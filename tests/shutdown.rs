@@ -9,11 +9,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
     let site = Site::new();
     site.put("hostile.wasm", component("fixtures/hostile"));
     let mut server = site.serve(&[], &[]);
-    server
-        .wait_plugin("hostile", Duration::from_secs(60), |p| {
-            p["state"] == "serving"
-        })
-        .await;
+    server.wait_serving("hostile").await;
 
     let url = server.url("/hostile/sleep?1500");
     let in_flight = tokio::spawn(async move {
