@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-
 /// A test CA and leaf certificates it signs, written as PEM files.
 struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,

@@ -4,7 +4,6 @@
 use crate::harness::{Server, Site, client, component, get};
 use std::time::{Duration, Instant};
 
-
 async fn hostile_site(sidecar: &str, env: &[(&str, &str)]) -> (Site, Server) {
     let site = Site::new();
     site.put("hostile.wasm", component("fixtures/hostile"));
