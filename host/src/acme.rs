@@ -42,9 +42,9 @@ pub fn spawn(
     challenges: Arc<Challenges>,
     data_dir: &Path,
     http01: bool,
-) {
+) -> tokio::task::AbortHandle {
     let dir = data_dir.join("acme");
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let name = config.domains[0].clone();
         let pair = CertPair {
             cert: dir.join(format!("{name}.crt.pem")),
@@ -97,6 +97,7 @@ pub fn spawn(
             }
         }
     });
+    task.abort_handle()
 }
 
 /// When the certificate in `path` should be renewed: a third of its

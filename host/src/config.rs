@@ -26,6 +26,10 @@ pub struct Config {
     pub firewall: FirewallConfig,
     /// Limits on every request and connection.
     pub limits: LimitsConfig,
+    /// The routing table: plugins, upstream pools, static folders and
+    /// redirects by host and path.
+    #[serde(rename = "route")]
+    pub routes: Vec<RouteConfig>,
 }
 
 impl Default for Config {
@@ -39,6 +43,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             firewall: FirewallConfig::default(),
             limits: LimitsConfig::default(),
+            routes: Vec::new(),
         }
     }
 }
@@ -66,7 +71,7 @@ impl Default for ServerConfig {
 }
 
 /// One `[[listener]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// The socket address to bind, e.g. `0.0.0.0:80`.
@@ -110,7 +115,7 @@ impl ListenerConfig {
 }
 
 /// `hsts = true` or `hsts = "max-age=…; includeSubDomains"`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum Hsts {
     /// On with a year's max-age, or off.
@@ -120,7 +125,7 @@ pub enum Hsts {
 }
 
 /// `tls = { … }` of a listener.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TlsConfig {
     /// PEM certificate chain of the default certificate.
@@ -134,7 +139,7 @@ pub struct TlsConfig {
 }
 
 /// A certificate chain and its key, PEM files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CertPair {
     pub cert: PathBuf,
@@ -142,7 +147,7 @@ pub struct CertPair {
 }
 
 /// `acme = { … }`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AcmeConfig {
     /// The names the certificate covers.
@@ -172,7 +177,7 @@ impl AcmeConfig {
 }
 
 /// `[firewall]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct FirewallConfig {
     /// When not empty, only these networks may connect.
@@ -249,7 +254,7 @@ impl RateConfig {
 }
 
 /// `[limits]` of the host.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// A client must send a whole request head within this time (hyper's
@@ -311,6 +316,32 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
 }
 
+/// Where the configuration comes from, so that it can be read again on
+/// reload: the file and the command-line flags over it.
+#[derive(Debug, Clone, Default)]
+pub struct Loader {
+    /// `--config`, if given.
+    pub file: Option<PathBuf>,
+    /// The flags.
+    pub overrides: Overrides,
+}
+
+impl Loader {
+    /// Reads the file (or the defaults) and applies the flags.
+    pub fn load(&self) -> Result<Config> {
+        let mut config = Config::load(self.file.as_deref())?;
+        config.apply(&self.overrides)?;
+        Ok(config)
+    }
+
+    /// The file read, if any: the one given, or `./gatehouse.toml` if present.
+    pub fn file(&self) -> Option<PathBuf> {
+        self.file
+            .clone()
+            .or_else(|| Some(PathBuf::from(DEFAULT_CONFIG_FILE)).filter(|p| p.exists()))
+    }
+}
+
 impl Config {
     /// Reads the configuration: `file` if given (it must exist), else
     /// `./gatehouse.toml` when present, else the defaults. Relative paths in a
@@ -343,6 +374,13 @@ impl Config {
                 *ca = base.join(&*ca);
             }
         }
+        for folder in config
+            .routes
+            .iter_mut()
+            .filter_map(|r| r.static_dir.as_mut())
+        {
+            *folder = base.join(&*folder);
+        }
         Ok(config)
     }
 
@@ -369,6 +407,16 @@ impl Config {
 
     /// Checks what the types alone cannot.
     pub fn validate(&self) -> Result<(), String> {
+        for (i, listener) in self.listeners.iter().enumerate() {
+            if listener.addr.port() != 0
+                && self.listeners[..i].iter().any(|l| l.addr == listener.addr)
+            {
+                return Err(format!(
+                    "two [[listener]] tables use {}: give each its own address",
+                    listener.addr
+                ));
+            }
+        }
         for listener in &self.listeners {
             let addr = listener.addr;
             if let Some(tls) = &listener.tls {
@@ -407,6 +455,7 @@ impl Config {
         if !(16_384..=16_777_215).contains(&self.limits.h2_max_frame_size) {
             return Err("[limits] h2_max_frame_size must be between 16384 and 16777215".to_owned());
         }
+        crate::router::check_routes(&self.routes)?;
         Ok(())
     }
 
@@ -439,6 +488,99 @@ fn parse_addr(flag: &'static str, value: &str) -> Result<SocketAddr> {
             "`{value}` is not a socket address; write it as IP:PORT, e.g. 127.0.0.1:8080"
         ),
     })
+}
+
+/// One `[[route]]`: a host and path, and what answers there.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// `example.com`, `*.example.com` (any subdomain), or any host when absent.
+    pub host: Option<String>,
+    /// `/exact` or `/prefix/*` (which also matches `/prefix`); `/*` when absent.
+    pub path: Option<String>,
+    /// Action: the mounted plugin of this name answers.
+    pub plugin: Option<String>,
+    /// Action: a pool of `http://host:port[/base]` upstreams answers.
+    pub proxy: Option<Vec<String>>,
+    /// Action: files from this folder (relative to the config file).
+    #[serde(rename = "static")]
+    pub static_dir: Option<PathBuf>,
+    /// Action: a redirect to this target; `{uri}` is replaced by the request's
+    /// path and query, `{path}` by the path after the route's prefix.
+    pub redirect: Option<String>,
+    /// The redirect's status: 301 (default), 302, 303, 307 or 308.
+    pub status: Option<u16>,
+    /// Remove the route's prefix before passing the path on (default: true
+    /// for static folders, false for plugins and upstreams).
+    pub strip_prefix: Option<bool>,
+    /// How the pool picks an upstream.
+    pub balance: Balance,
+    /// How long connecting to an upstream may take (502 beyond).
+    pub connect_timeout_ms: Option<u64>,
+    /// How long an upstream may take to send its response head (504 beyond).
+    pub timeout_ms: Option<u64>,
+    /// Consecutive failures that eject an upstream from the pool.
+    pub max_fails: Option<u32>,
+    /// How long an ejected upstream stays out before it is tried again.
+    pub fail_timeout_ms: Option<u64>,
+    /// Active health checks of every upstream.
+    pub health_check: Option<HealthCheck>,
+    /// Cross-origin rules; preflight requests are answered by the host.
+    pub cors: Option<CorsConfig>,
+    /// Compress responses (gzip, br, zstd) when the client accepts it.
+    pub compress: bool,
+}
+
+/// `balance = "round_robin" | "least_connections"`
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each upstream in turn.
+    #[default]
+    RoundRobin,
+    /// The upstream with the fewest requests in flight.
+    LeastConnections,
+}
+
+/// `health_check = { path = "/health", interval_ms = 2000, timeout_ms = 1000 }`
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The path requested with GET; any 2xx or 3xx is healthy.
+    pub path: String,
+    /// Time between checks.
+    #[serde(default = "HealthCheck::default_interval")]
+    pub interval_ms: u64,
+    /// How long one check may take.
+    #[serde(default = "HealthCheck::default_timeout")]
+    pub timeout_ms: u64,
+}
+
+impl HealthCheck {
+    fn default_interval() -> u64 {
+        2_000
+    }
+    fn default_timeout() -> u64 {
+        1_000
+    }
+}
+
+/// `cors = { origins = […], methods = […], headers = […] }`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CorsConfig {
+    /// Allowed origins, like `https://app.example.com`, or `["*"]` for any.
+    pub origins: Vec<String>,
+    /// Allowed methods (default: GET, HEAD, POST).
+    pub methods: Vec<String>,
+    /// Allowed request headers.
+    pub headers: Vec<String>,
+    /// Response headers the browser may read.
+    pub expose_headers: Vec<String>,
+    /// Whether cookies and credentials may be sent.
+    pub credentials: bool,
+    /// How long a browser may cache a preflight answer, in seconds.
+    pub max_age_s: Option<u64>,
 }
 
 /// A plugin's sidecar `<name>.toml`: its routes, limits and grants.

@@ -9,6 +9,10 @@ pub enum Error {
     #[error("{file}: {message}")]
     Config { file: PathBuf, message: String },
 
+    /// A `[[route]]` is invalid or cannot be made ready.
+    #[error("{0}")]
+    Route(String),
+
     /// A command-line value is invalid.
     #[error("invalid {flag}: {message}")]
     Flag { flag: &'static str, message: String },

@@ -65,8 +65,8 @@ pub struct Firewall {
     max_per_ip: usize,
     /// Open connections by client address, and in all.
     open: Mutex<(HashMap<IpAddr, usize>, usize)>,
-    /// The counters.
-    pub stats: Stats,
+    /// The counters; kept across config reloads.
+    pub stats: Arc<Stats>,
     /// Log lines about refusals, throttled.
     pub log: ThrottledLog,
 }
@@ -74,6 +74,11 @@ pub struct Firewall {
 impl Firewall {
     /// Builds the firewall from `[firewall]` (already validated).
     pub fn new(config: &FirewallConfig) -> Firewall {
+        Firewall::with_stats(config, Arc::default())
+    }
+
+    /// Builds the firewall from `[firewall]`, counting into `stats`.
+    pub fn with_stats(config: &FirewallConfig, stats: Arc<Stats>) -> Firewall {
         let limiter = config.rate.as_ref().and_then(|rate| {
             let (count, period) = rate.parse().ok()?;
             let burst = NonZeroU32::new(rate.burst.unwrap_or(count)).unwrap_or(NonZeroU32::MIN);
@@ -88,7 +93,7 @@ impl Firewall {
             max_connections: config.max_connections.unwrap_or(usize::MAX),
             max_per_ip: config.max_connections_per_ip.unwrap_or(usize::MAX),
             open: Mutex::default(),
-            stats: Stats::default(),
+            stats,
             log: ThrottledLog::new(Duration::from_secs(1)),
         }
     }

@@ -7,7 +7,7 @@ use crate::config::{LimitsConfig, ListenerConfig};
 use crate::error::{Error, Result};
 use crate::firewall::{Firewall, Refusal, Stats};
 use crate::server::Body;
-use crate::shutdown::Shutdown;
+use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -62,25 +62,37 @@ pub struct Connection {
     pub tls: bool,
 }
 
+/// The service of a listener: a request, its connection, and the edge the
+/// connection was accepted under.
+pub trait Service<F>:
+    Fn(hyper::Request<Incoming>, Connection, Arc<Edge>) -> F + Clone + Send + Sync + 'static
+{
+}
+
+impl<S, F> Service<F> for S where
+    S: Fn(hyper::Request<Incoming>, Connection, Arc<Edge>) -> F + Clone + Send + Sync + 'static
+{
+}
+
 /// Accepts connections on `listener` and serves each request with
-/// `service(request, connection)` until `shutdown`; then stops accepting
-/// and lets open connections finish their requests for up to `grace`.
+/// `service` until `stop` resolves; then stops accepting and lets open
+/// connections finish their requests for up to `grace()`. Each connection
+/// is served under the edge current when it was accepted, so a config
+/// reload applies to new connections.
 pub async fn run<S, F>(
     listener: TcpListener,
-    edge: Arc<Edge>,
+    edge: Arc<ArcSwap<Edge>>,
     service: S,
-    shutdown: Shutdown,
-    grace: Duration,
+    stop: impl Future<Output = ()>,
+    grace: impl FnOnce() -> Duration,
 ) where
-    S: Fn(hyper::Request<Incoming>, Connection) -> F + Clone + Send + Sync + 'static,
+    S: Service<F>,
     F: Future<Output = hyper::Response<Body>> + Send + 'static,
 {
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let builder = Arc::new(http_builder(&edge.limits));
     let graceful = GracefulShutdown::new();
-    let stop = shutdown.wait();
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -96,9 +108,9 @@ pub async fn run<S, F>(
             () = &mut stop => break,
         };
         let _ = stream.set_nodelay(true);
-        let (edge, builder, service, watcher) = (
-            edge.clone(),
-            builder.clone(),
+        let edge = edge.load_full();
+        let (builder, service, watcher) = (
+            http_builder(&edge.limits),
             service.clone(),
             graceful.watcher(),
         );
@@ -178,6 +190,7 @@ pub async fn run<S, F>(
         });
     }
     drop(listener);
+    let grace = grace();
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {
@@ -193,17 +206,18 @@ async fn serve<I, S, F>(
     connection: Connection,
     service: S,
     watcher: hyper_util::server::graceful::Watcher,
-    edge: &Edge,
+    edge: &Arc<Edge>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Fn(hyper::Request<Incoming>, Connection) -> F + Clone + Send + Sync + 'static,
+    S: Service<F>,
     F: Future<Output = hyper::Response<Body>> + Send + 'static,
 {
     let activity = Arc::new(Activity::new());
     let tracker = activity.clone();
+    let service_edge = edge.clone();
     let hyper_service = hyper::service::service_fn(move |request| {
         let guard = tracker.begin();
-        let response = service(request, connection);
+        let response = service(request, connection, service_edge.clone());
         async move {
             // The request counts as running until its response body is done.
             let response = response.await.map(|body| {

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gatehouse::config::{Config, Overrides};
+use gatehouse::config::{Loader, Overrides};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -86,32 +86,34 @@ async fn run(command: Command) -> anyhow::Result<()> {
             admin,
             data,
         } => {
-            let config = load(
-                config,
-                Overrides {
+            let loader = Loader {
+                file: config,
+                overrides: Overrides {
                     listen,
                     plugins,
                     admin,
                     data,
                 },
-            )?;
+            };
+            let config = loader.load()?;
             let (trigger, shutdown) = gatehouse::shutdown::channel();
             gatehouse::shutdown::on_signals(trigger);
-            gatehouse::serve(config, shutdown).await?;
+            gatehouse::serve(config, Some(loader), shutdown).await?;
         }
         Command::Check {
             config,
             plugins,
             data,
         } => {
-            let config = load(
-                config,
-                Overrides {
+            let config = Loader {
+                file: config,
+                overrides: Overrides {
                     plugins,
                     data,
                     ..Overrides::default()
                 },
-            )?;
+            }
+            .load()?;
             for line in gatehouse::check(&config).await.context("check failed")? {
                 println!("{line}");
             }
@@ -119,10 +121,4 @@ async fn run(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-fn load(file: Option<PathBuf>, overrides: Overrides) -> anyhow::Result<Config> {
-    let mut config = Config::load(file.as_deref())?;
-    config.apply(&overrides)?;
-    Ok(config)
 }

@@ -1,11 +1,14 @@
 //! The request path inside the host: the edge's request filters, the
-//! router, the plugin, then the access log line.
+//! router, the route's filters around its action (a plugin, an upstream
+//! pool, a static folder or a redirect), then the access log line.
 
 use crate::acme::Challenges;
 use crate::firewall::{Firewall, Stats};
 use crate::listener::{Connection, Edge};
 use crate::plugin::mounts::Mounts;
-use crate::router;
+use crate::proxy::{self, Forwarding};
+use crate::router::{self, Action, Route};
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
@@ -13,6 +16,7 @@ use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
 /// Any error a response body can end with.
@@ -49,14 +53,14 @@ pub fn text(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 
 /// What the public listeners share.
 pub struct Server {
-    /// The mounted plugins.
+    /// The mounted plugins and the route table.
     pub mounts: Arc<Mounts>,
-    /// Who may connect and how often.
-    pub firewall: Arc<Firewall>,
+    /// Who may connect and how often; swapped on config reload.
+    pub firewall: ArcSwap<Firewall>,
     /// HTTP-01 answers of pending ACME orders.
     pub acme: Arc<Challenges>,
-    /// The port of the first TLS listener, for redirects.
-    pub https_port: Option<u16>,
+    /// The port of the first TLS listener, for redirects (0: none).
+    pub https_port: AtomicU32,
 }
 
 /// Serves one request from a public listener: the edge filters (client
@@ -71,12 +75,15 @@ pub async fn handle(
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let log = AccessLog {
+        method: &method,
+        path: &path,
+        started,
+    };
     let mut response = match filter(server, edge, request, connection).await {
-        Ok((request, client)) => {
-            dispatch(server, request, client, connection, &method, &path, started).await
-        }
+        Ok((request, client)) => dispatch(server, edge, request, client, connection, &log).await,
         Err(response) => {
-            access_log(&method, &path, response.status(), "-", started);
+            log.write(response.status(), "-");
             response
         }
     };
@@ -100,8 +107,8 @@ async fn filter(
     edge: &Edge,
     request: Request<Incoming>,
     connection: Connection,
-) -> Result<(PluginRequest, IpAddr), Response<Body>> {
-    let firewall = &server.firewall;
+) -> Result<(Request<Incoming>, IpAddr), Response<Body>> {
+    let firewall = &*server.firewall.load();
     let client = firewall.client_ip(connection.peer, request.headers());
     if client != connection.peer && !firewall.permits(client) {
         Stats::count(&firewall.stats.requests_denied);
@@ -126,35 +133,52 @@ async fn filter(
         });
     }
     if edge.config.redirect_https {
-        return Err(redirect_to_https(&request, server.https_port));
+        let port = server.https_port.load(Ordering::Relaxed);
+        return Err(redirect_to_https(
+            &request,
+            u16::try_from(port).ok().filter(|p| *p != 0),
+        ));
     }
 
     let limit = edge.limits.max_body_bytes;
-    let too_large = || {
-        Stats::count(&firewall.stats.bodies_too_large);
-        text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {limit} bytes"),
-        )
-    };
     let declared = request
         .headers()
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        let _ = read_within(request.into_body(), limit).await;
+        return Err(body_too_large(firewall, limit));
+    }
+    Ok((request, client))
+}
+
+fn body_too_large(firewall: &Firewall, limit: u64) -> Response<Body> {
+    Stats::count(&firewall.stats.bodies_too_large);
+    text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
+/// The body a plugin reads: as it comes when its length is declared, else
+/// (chunked) read whole within the limit, to answer 413 before the plugin
+/// sees a byte.
+async fn plugin_body(
+    request: Request<Incoming>,
+    limit: u64,
+    firewall: &Firewall,
+) -> Result<PluginRequest, Response<Body>> {
+    let declared = request.headers().contains_key(http::header::CONTENT_LENGTH);
     let request = match declared {
-        Some(length) if length > limit => {
-            let _ = read_within(request.into_body(), limit).await;
-            return Err(too_large());
-        }
-        Some(_) => request.map(BodyExt::boxed_unsync),
-        None if request.body().is_end_stream() => request.map(BodyExt::boxed_unsync),
-        None => {
+        true => request.map(BodyExt::boxed_unsync),
+        false if request.body().is_end_stream() => request.map(BodyExt::boxed_unsync),
+        false => {
             // Chunked: read it whole, up to the limit, to answer 413 before
             // the plugin sees a byte.
             let (parts, body) = request.into_parts();
             let bytes = match read_within(body, limit).await {
                 Ok(bytes) => bytes,
-                Err(BodyError::TooLarge) => return Err(too_large()),
+                Err(BodyError::TooLarge) => return Err(body_too_large(firewall, limit)),
                 Err(BodyError::Broken) => {
                     return Err(text(
                         StatusCode::BAD_REQUEST,
@@ -170,7 +194,7 @@ async fn filter(
             )
         }
     };
-    Ok((request, client))
+    Ok(request)
 }
 
 /// Why a chunked body was not read.
@@ -260,38 +284,133 @@ fn redirect_to_https<B>(request: &Request<B>, https_port: Option<u16>) -> Respon
     response
 }
 
-/// Routes a request that passed the edge and runs its plugin.
+/// Routes a request that passed the edge and runs the route's action
+/// inside its filters.
 async fn dispatch(
     server: &Server,
-    mut request: PluginRequest,
+    edge: &Edge,
+    mut request: Request<Incoming>,
     client: IpAddr,
     connection: Connection,
-    method: &http::Method,
-    path: &str,
-    started: Instant,
+    log: &AccessLog<'_>,
 ) -> Response<Body> {
+    let (method, path) = (log.method, log.path);
     let mounted = server.mounts.snapshot();
     let host = request_host(&request);
     let Some(matched) = mounted.table.lookup(host.as_deref(), path) else {
         let response = text(StatusCode::NOT_FOUND, format!("no route for {path}"));
-        access_log(method, path, response.status(), "-", started);
+        log.write(response.status(), "-");
         return response;
     };
-    let plugin = mounted.plugins[matched.plugin].clone();
-    if let Some(rules) = &plugin.firewall
-        && let Some(response) = route_firewall(&server.firewall, rules, client)
-    {
-        access_log(method, path, response.status(), &plugin.name, started);
-        return response;
-    }
-
+    let route: Route = matched.route.clone();
+    let inner = router::strip(path, matched.stripped);
     if let Some(prefix) = matched.stripped {
-        let inner = router::strip(path, Some(prefix));
         *request.uri_mut() = with_path(request.uri(), &inner);
         if let Ok(value) = HeaderValue::from_str(prefix) {
             request.headers_mut().insert("x-forwarded-prefix", value);
         }
     }
+    if host.is_none() {
+        // HTTP/1.0 without Host: wasi:http and upstreams need an authority.
+        if let Ok(value) = HeaderValue::from_str(&connection.local.to_string()) {
+            request.headers_mut().insert(http::header::HOST, value);
+        }
+    }
+    let plugin = match &route.action {
+        Action::Plugin(name) => match mounted.plugins.get(name) {
+            Some(plugin) => Some(plugin.clone()),
+            None => {
+                let response = text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "plugin `{name}` is not mounted: add {name}.wasm or {name}/ to the plugins folder"
+                    ),
+                );
+                log.write(response.status(), name);
+                return response;
+            }
+        },
+        _ => None,
+    };
+    drop(mounted);
+    let firewall = server.firewall.load_full();
+    if let Some(rules) = plugin.as_ref().and_then(|p| p.firewall.as_ref())
+        && let Some(response) = route_firewall(&firewall, rules, client)
+    {
+        log.write(response.status(), label(&route));
+        return response;
+    }
+
+    let limit = edge.limits.max_body_bytes;
+    // The action owns what it uses: the future must not borrow from here.
+    let action = route.action.clone();
+    let (method_owned, path_owned) = (method.clone(), path.to_owned());
+    let act = move |request: Request<Incoming>| async move {
+        let (method, path) = (&method_owned, path_owned.as_str());
+        match &action {
+            Action::Plugin(_) => {
+                let plugin = plugin.expect("looked up above");
+                let request = match plugin_body(request, limit, &firewall).await {
+                    Ok(request) => request,
+                    Err(response) => return response,
+                };
+                invoke(&plugin, request, client, connection, method, path).await
+            }
+            Action::Proxy(pool) => {
+                let from = Forwarding {
+                    client,
+                    peer: connection.peer,
+                    peer_trusted: firewall.is_trusted(connection.peer),
+                    tls: connection.tls,
+                };
+                let request = request
+                    .map(|body| http_body_util::Limited::new(body, limit as usize).boxed_unsync());
+                proxy::forward(pool, request, &from).await
+            }
+            Action::Static(folder) => folder.serve(request).await,
+            Action::Redirect(redirect) => {
+                let location = redirect.location(request.uri(), &inner);
+                let _ = (method, path);
+                let mut response = text(redirect.status, format!("moved to {location}"));
+                if let Ok(value) = HeaderValue::from_str(&location) {
+                    response.headers_mut().insert(http::header::LOCATION, value);
+                }
+                response
+            }
+        }
+    };
+    let response = match &route.filters {
+        Some(filters) => {
+            let act: crate::filters::Action<Incoming> =
+                Box::new(move |request| Box::pin(act(request)));
+            filters.around(request, act).await
+        }
+        None => act(request).await,
+    };
+    log.write(response.status(), label(&route));
+    response
+}
+
+/// What the access log names as the answer of a route: the plugin, or
+/// the kind of action.
+fn label(route: &Route) -> &str {
+    match &route.action {
+        Action::Plugin(name) => name,
+        Action::Proxy(_) => "proxy",
+        Action::Static(_) => "static",
+        Action::Redirect(_) => "redirect",
+    }
+}
+
+/// Runs a plugin for a request and turns its failure into an answer.
+async fn invoke(
+    plugin: &Arc<crate::plugin::Plugin>,
+    mut request: PluginRequest,
+    client: IpAddr,
+    connection: Connection,
+    method: &http::Method,
+    path: &str,
+) -> Response<Body> {
     let headers = request.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
         headers.insert("x-real-ip", value);
@@ -300,15 +419,7 @@ async fn dispatch(
         "x-forwarded-proto",
         HeaderValue::from_static(if connection.tls { "https" } else { "http" }),
     );
-    if host.is_none() {
-        // HTTP/1.0 without Host: wasi:http needs an authority.
-        if let Ok(value) = HeaderValue::from_str(&connection.local.to_string()) {
-            headers.insert(http::header::HOST, value);
-        }
-    }
-    drop(mounted);
-
-    let response = match plugin.invoke(request).await {
+    match plugin.invoke(request).await {
         Ok(response) => {
             response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
         }
@@ -319,9 +430,7 @@ async fn dispatch(
                 format!("plugin `{}` {}", plugin.name, failure.public_message()),
             )
         }
-    };
-    access_log(method, path, response.status(), &plugin.name, started);
-    response
+    }
 }
 
 /// The host a request was sent to, without port, from the URI (HTTP/2) or
@@ -348,19 +457,23 @@ fn with_path(uri: &Uri, path: &str) -> Uri {
     Uri::from_parts(parts).unwrap_or_else(|_| uri.clone())
 }
 
-fn access_log(
-    method: &http::Method,
-    path: &str,
-    status: StatusCode,
-    plugin: &str,
+/// The access log line of one request.
+struct AccessLog<'a> {
+    method: &'a http::Method,
+    path: &'a str,
     started: Instant,
-) {
-    tracing::info!(
-        target: "gatehouse::access",
-        %method,
-        path,
-        status = status.as_u16(),
-        plugin,
-        ms = format_args!("{:.2}", started.elapsed().as_secs_f64() * 1000.0),
-    );
+}
+
+impl AccessLog<'_> {
+    /// Writes the line: the status, and the plugin or kind of action that answered.
+    fn write(&self, status: StatusCode, plugin: &str) {
+        tracing::info!(
+            target: "gatehouse::access",
+            method = %self.method,
+            path = self.path,
+            status = status.as_u16(),
+            plugin,
+            ms = format_args!("{:.2}", self.started.elapsed().as_secs_f64() * 1000.0),
+        );
+    }
 }

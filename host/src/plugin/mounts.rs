@@ -11,7 +11,7 @@ use super::{Origin, Plugin, source};
 use crate::capability;
 use crate::config::Sidecar;
 use crate::error::{Error, Result};
-use crate::router::{Pattern, Route, RouteTable};
+use crate::router::{Host, Pattern, Route, RouteTable};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -62,6 +62,10 @@ pub struct Mounts {
     ignored: Mutex<HashSet<String>>,
     /// One reconcile at a time.
     reconciling: tokio::sync::Mutex<()>,
+    /// The `[[route]]` tables of the config; they win over plugin routes.
+    config_routes: Mutex<Arc<Vec<Route>>>,
+    /// One publish at a time, so that no change is lost.
+    publishing: Mutex<()>,
     runtime: Arc<Runtime>,
     plugins_dir: PathBuf,
     build_dir: PathBuf,
@@ -75,6 +79,8 @@ impl Mounts {
             status: Mutex::default(),
             ignored: Mutex::default(),
             reconciling: tokio::sync::Mutex::const_new(()),
+            config_routes: Mutex::default(),
+            publishing: Mutex::default(),
             runtime,
             plugins_dir: plugins_dir.to_path_buf(),
             build_dir: data_dir.join("build"),
@@ -239,21 +245,35 @@ impl Mounts {
     /// Applies `change` to a copy of the plugin map, rebuilds the route
     /// table and swaps the result in.
     fn publish(&self, change: impl FnOnce(&mut HashMap<String, Arc<Plugin>>)) {
+        let _one_at_a_time = self.publishing.lock().unwrap();
         let mut plugins = self.snapshot().plugins.clone();
         change(&mut plugins);
         let mut names: Vec<&String> = plugins.keys().collect();
         names.sort();
-        let routes = names.into_iter().flat_map(|name| routes_of(&plugins[name]));
+        let config_routes = self.config_routes.lock().unwrap().clone();
+        let routes = config_routes
+            .iter()
+            .cloned()
+            .chain(names.into_iter().flat_map(|name| routes_of(&plugins[name])));
         let (table, clashes) = RouteTable::build(routes);
         for (route, holder) in clashes {
+            let Some(plugin) = route.plugin_name() else {
+                continue; // config routes are checked against each other on load
+            };
             let message = format!(
-                "route {} of plugin `{}` clashes with the same route of plugin `{holder}`; it is not mounted",
-                route.pattern, route.plugin
+                "route {} of plugin `{plugin}` clashes with the same route of {holder}; it is not mounted",
+                route.pattern
             );
             tracing::error!("{message}");
-            self.set_error(&route.plugin, Some(message));
+            self.set_error(plugin, Some(message));
         }
         self.current.store(Arc::new(Mounted { plugins, table }));
+    }
+
+    /// Replaces the `[[route]]` routes and republishes the table.
+    pub fn set_config_routes(&self, routes: Vec<Route>) {
+        *self.config_routes.lock().unwrap() = Arc::new(routes);
+        self.publish(|_| {});
     }
 
     fn set_error(&self, name: &str, error: Option<String>) {
@@ -314,21 +334,17 @@ fn routes_of(plugin: &Plugin) -> Vec<Route> {
         Some(routes) => routes
             .iter()
             .filter_map(|text| Pattern::parse(text).ok())
-            .map(|pattern| Route {
-                pattern,
-                plugin: plugin.name.clone(),
-                strip_prefix: plugin.sidecar.strip_prefix,
-            })
+            .map(|pattern| Route::plugin(pattern, &plugin.name, plugin.sidecar.strip_prefix))
             .collect(),
-        None => vec![Route {
-            pattern: Pattern {
-                host: None,
+        None => vec![Route::plugin(
+            Pattern {
+                host: Host::Any,
                 path: format!("/{}", plugin.name),
                 prefix: true,
             },
-            plugin: plugin.name.clone(),
-            strip_prefix: true,
-        }],
+            &plugin.name,
+            true,
+        )],
     }
 }
 
