@@ -368,3 +368,19 @@ pub fn require_tool(command: &str, package: &str) {
         "this test needs `{command}`: install it with `apt-get install {package}` (as root)"
     );
 }
+
+/// Sends `request` as written (it should say `Connection: close`) and
+/// returns the whole answer as text.
+pub async fn raw(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut answer)).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The config text of a site serving `routes` on 127.0.0.1:0 (admin too).
+pub fn config_with(extra: &str) -> String {
+    format!("[[listener]]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n{extra}")
+}

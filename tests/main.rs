@@ -2,6 +2,7 @@
 //! components built from `plugins/`.
 
 mod harness;
+mod upstream;
 
 mod acme;
 mod cli;
@@ -9,4 +10,7 @@ mod edge;
 mod hot_swap;
 mod isolation;
 mod mounting;
+mod proxy;
+mod reload;
+mod routing;
 mod shutdown;

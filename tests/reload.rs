@@ -1,0 +1,176 @@
+//! Config reload: on a change of the file or SIGHUP, a valid config is
+//! swapped in with no failed request; an invalid one leaves the old serving.
+
+use crate::harness::{Server, Site, client, config_with};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+fn folders(site: &Site) {
+    for (name, body) in [("a", "version a"), ("b", "version b"), ("c", "version c")] {
+        let dir = site.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), body).unwrap();
+    }
+}
+
+fn write_config(site: &Site, text: &str) {
+    // Write and rename, as an editor or a deploy would.
+    let tmp = site.dir.path().join(".gatehouse.toml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, site.dir.path().join("gatehouse.toml")).unwrap();
+}
+
+fn routes_to(folder: &str) -> String {
+    config_with(&format!("[[route]]\nstatic = \"{folder}\"\n"))
+}
+
+fn sighup(server: &Server) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_under_load_fails_no_request() {
+    let site = Site::new();
+    folders(&site);
+    let server = site.serve_config(&routes_to("a"), &[]);
+    server
+        .wait_body("/", 200, "version a", Duration::from_secs(5))
+        .await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let mut load = Vec::new();
+    for _ in 0..4 {
+        let (url, stop, ok, failed, seen) = (
+            server.url("/"),
+            stop.clone(),
+            ok.clone(),
+            failed.clone(),
+            seen.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let http = client();
+            while !stop.load(Ordering::Relaxed) {
+                match http.get(&url).send().await {
+                    Ok(r) if r.status() == 200 => {
+                        let body = r.text().await.unwrap_or_default();
+                        seen.lock().unwrap().insert(body);
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {
+                        failed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_config(&site, &routes_to("b"));
+    server
+        .wait_body("/", 200, "version b", Duration::from_secs(10))
+        .await;
+    server.wait_log("config reloaded", Duration::from_secs(5));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // SIGHUP re-reads the file too (here changed without a rename the
+    // watcher might still see: the signal is what is asked for).
+    std::fs::write(site.dir.path().join("gatehouse.toml"), routes_to("c")).unwrap();
+    sighup(&server);
+    server
+        .wait_body("/", 200, "version c", Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    server.wait_log("SIGHUP", Duration::from_secs(5));
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "failed requests; seen {seen:?}"
+    );
+    assert!(ok.load(Ordering::Relaxed) > 100);
+    assert!(seen.contains("version a") && seen.contains("version b") && seen.contains("version c"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_reload_keeps_the_old_config_serving() {
+    let site = Site::new();
+    folders(&site);
+    let server = site.serve_config(&routes_to("a"), &[]);
+    server
+        .wait_body("/", 200, "version a", Duration::from_secs(5))
+        .await;
+
+    write_config(
+        &site,
+        &format!("{}\n[[route]]\nbogus = 1\n", routes_to("b")),
+    );
+    server.wait_log("config reload failed", Duration::from_secs(10));
+    let logs = server.log_text();
+    assert!(logs.contains("unknown field `bogus`"), "{logs}");
+    assert_eq!(crate::harness::get(&server.url("/")).await.1, "version a");
+
+    write_config(&site, &routes_to("no-such-folder"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !server.log_text().contains("no-such-folder") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(crate::harness::get(&server.url("/")).await.1, "version a");
+
+    write_config(&site, &routes_to("b"));
+    server
+        .wait_body("/", 200, "version b", Duration::from_secs(10))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_opens_and_closes_listeners() {
+    let site = Site::new();
+    folders(&site);
+    let server = site.serve_config(&routes_to("a"), &[]);
+    server
+        .wait_body("/", 200, "version a", Duration::from_secs(5))
+        .await;
+    let extra = crate::upstream::dead_port();
+    write_config(
+        &site,
+        &format!("{}[[listener]]\naddr = \"{extra}\"\n", routes_to("a")),
+    );
+    server.wait_log(
+        &format!("listening on http://{extra}"),
+        Duration::from_secs(10),
+    );
+    let (status, body) = crate::harness::get(&format!("http://{extra}/")).await;
+    assert_eq!((status, body.as_str()), (200, "version a"));
+    // The first listener kept serving throughout.
+    assert_eq!(crate::harness::get(&server.url("/")).await.1, "version a");
+
+    write_config(&site, &routes_to("a"));
+    server.wait_log(
+        &format!("closing the listener on {extra}"),
+        Duration::from_secs(10),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(extra).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{extra} still accepts"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(crate::harness::get(&server.url("/")).await.1, "version a");
+}
