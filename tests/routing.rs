@@ -25,7 +25,8 @@ fn static_site() -> Site {
     std::fs::write(www.join("style.css.br"), "brotli bytes").unwrap();
     std::os::unix::fs::symlink(dir.join("secret.txt"), www.join("leak.txt")).unwrap();
     std::os::unix::fs::symlink(dir, www.join("up")).unwrap();
-    std::os::unix::fs::symlink(www.join("app.js"), www.join("alias.js")).unwrap();
+    std::os::unix::fs::symlink("app.js", www.join("alias.js")).unwrap();
+    std::os::unix::fs::symlink("../secret.txt", www.join("relative-leak.txt")).unwrap();
     site
 }
 
@@ -149,6 +150,7 @@ async fn there_is_no_way_out_of_a_static_folder() {
         "/static/%2e%2e%2fsecret.txt",
         "/static/docs/..%2f..%2fsecret.txt",
         "/static/leak.txt",
+        "/static/relative-leak.txt",
         "/static/up/secret.txt",
         "/static/%5c..%5csecret.txt",
     ] {

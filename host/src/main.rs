@@ -7,6 +7,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A WebAssembly plugin host: listeners, routing and sandboxed wasi:http
 /// components in one binary.
 #[derive(Parser)]

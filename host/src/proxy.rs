@@ -299,8 +299,8 @@ pub async fn forward(
     from: &Forwarding,
 ) -> Response<Body> {
     let upgrade = wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
-    let (parts, body) = request.into_parts();
-    let headers = upstream_headers(&parts, from, upgrade.is_some());
+    let (mut parts, body) = request.into_parts();
+    let headers = upstream_headers(&mut parts, from, upgrade.is_some());
     let path_and_query = parts
         .uri
         .path_and_query()
@@ -310,6 +310,7 @@ pub async fn forward(
     // Only a request that can be sent again as it was may be retried.
     let retryable = idempotent(&parts.method) && http_body::Body::is_end_stream(&body);
     let mut body = Some(body);
+    let mut headers = Some(headers);
     let mut tried = Vec::new();
     loop {
         let Some(index) = pool.pick(&tried) else {
@@ -328,7 +329,11 @@ pub async fn forward(
         let mut outgoing = Request::new(body);
         *outgoing.method_mut() = parts.method.clone();
         *outgoing.version_mut() = Version::HTTP_11;
-        *outgoing.headers_mut() = headers.clone();
+        // Keep a copy only for a request that may be sent again.
+        *outgoing.headers_mut() = match (retryable, &headers) {
+            (true, Some(headers)) => headers.clone(),
+            _ => headers.take().unwrap_or_default(),
+        };
         match uri.parse() {
             Ok(uri) => *outgoing.uri_mut() = uri,
             Err(_) => {
@@ -470,8 +475,12 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The headers sent upstream.
-fn upstream_headers(parts: &http::request::Parts, from: &Forwarding, upgrade: bool) -> HeaderMap {
-    let mut headers = parts.headers.clone();
+fn upstream_headers(
+    parts: &mut http::request::Parts,
+    from: &Forwarding,
+    upgrade: bool,
+) -> HeaderMap {
+    let mut headers = std::mem::take(&mut parts.headers);
     let upgrade_to = headers.get(header::UPGRADE).cloned();
     remove_hop_by_hop(&mut headers);
     if upgrade && let Some(protocol) = upgrade_to {

@@ -7,7 +7,7 @@ use crate::firewall::{Firewall, Stats};
 use crate::listener::{Connection, Edge};
 use crate::plugin::mounts::Mounts;
 use crate::proxy::{self, Forwarding};
-use crate::router::{self, Action, Route};
+use crate::router::{self, Action};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Uri};
@@ -302,7 +302,8 @@ async fn dispatch(
         log.write(response.status(), "-");
         return response;
     };
-    let route: Route = matched.route.clone();
+    let route = matched.route;
+    let (action, filters) = (route.action.clone(), route.filters.clone());
     let inner = router::strip(path, matched.stripped);
     if let Some(prefix) = matched.stripped {
         *request.uri_mut() = with_path(request.uri(), &inner);
@@ -316,7 +317,7 @@ async fn dispatch(
             request.headers_mut().insert(http::header::HOST, value);
         }
     }
-    let plugin = match &route.action {
+    let plugin = match &action {
         Action::Plugin(name) => match mounted.plugins.get(name) {
             Some(plugin) => Some(plugin.clone()),
             None => {
@@ -337,17 +338,17 @@ async fn dispatch(
     if let Some(rules) = plugin.as_ref().and_then(|p| p.firewall.as_ref())
         && let Some(response) = route_firewall(&firewall, rules, client)
     {
-        log.write(response.status(), label(&route));
+        log.write(response.status(), label(&action));
         return response;
     }
 
     let limit = edge.limits.max_body_bytes;
     // The action owns what it uses: the future must not borrow from here.
-    let action = route.action.clone();
     let (method_owned, path_owned) = (method.clone(), path.to_owned());
+    let answer = action.clone();
     let act = move |request: Request<Incoming>| async move {
         let (method, path) = (&method_owned, path_owned.as_str());
-        match &action {
+        match &answer {
             Action::Plugin(_) => {
                 let plugin = plugin.expect("looked up above");
                 let request = match plugin_body(request, limit, &firewall).await {
@@ -379,7 +380,7 @@ async fn dispatch(
             }
         }
     };
-    let response = match &route.filters {
+    let response = match &filters {
         Some(filters) => {
             let act: crate::filters::Action<Incoming> =
                 Box::new(move |request| Box::pin(act(request)));
@@ -387,14 +388,14 @@ async fn dispatch(
         }
         None => act(request).await,
     };
-    log.write(response.status(), label(&route));
+    log.write(response.status(), label(&action));
     response
 }
 
 /// What the access log names as the answer of a route: the plugin, or
 /// the kind of action.
-fn label(route: &Route) -> &str {
-    match &route.action {
+fn label(action: &Action) -> &str {
+    match action {
         Action::Plugin(name) => name,
         Action::Proxy(_) => "proxy",
         Action::Static(_) => "static",
