@@ -263,7 +263,7 @@ async fn a_source_plugin_is_built_rebuilt_on_change_and_a_failed_build_keeps_it_
     server.wait_log("did not build", Duration::from_secs(5));
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let name = entry.file_name();

@@ -5,6 +5,7 @@ mod harness;
 mod upstream;
 
 mod acme;
+mod capabilities;
 mod cli;
 mod edge;
 mod hot_swap;

@@ -5,6 +5,7 @@
 
 use crate::error::{Error, Result};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -30,6 +31,12 @@ pub struct Config {
     /// redirects by host and path.
     #[serde(rename = "route")]
     pub routes: Vec<RouteConfig>,
+    /// Named database pools; `main` is an embedded SQLite file in the data
+    /// folder unless given here.
+    pub databases: BTreeMap<String, DatabaseConfig>,
+    /// Secret values for plugins, read from env vars or files; plugins see
+    /// them through `[grants] env`.
+    pub secrets: BTreeMap<String, SecretSource>,
 }
 
 impl Default for Config {
@@ -44,6 +51,8 @@ impl Default for Config {
             firewall: FirewallConfig::default(),
             limits: LimitsConfig::default(),
             routes: Vec::new(),
+            databases: BTreeMap::new(),
+            secrets: BTreeMap::new(),
         }
     }
 }
@@ -381,6 +390,14 @@ impl Config {
         {
             *folder = base.join(&*folder);
         }
+        for database in config.databases.values_mut() {
+            database.url = database.url_from(base);
+        }
+        for secret in config.secrets.values_mut() {
+            if let SecretSource::File { file } = secret {
+                *file = base.join(&*file);
+            }
+        }
         Ok(config)
     }
 
@@ -456,6 +473,17 @@ impl Config {
             return Err("[limits] h2_max_frame_size must be between 16384 and 16777215".to_owned());
         }
         crate::router::check_routes(&self.routes)?;
+        for (name, database) in &self.databases {
+            database.validate(name)?;
+        }
+        for name in self.secrets.keys() {
+            if !valid_env_name(name) {
+                return Err(format!(
+                    "[secrets] {name}: a secret's name is what the plugin reads as an env var; \
+                     use letters, digits and _ (not starting with a digit)"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -488,6 +516,106 @@ fn parse_addr(flag: &'static str, value: &str) -> Result<SocketAddr> {
             "`{value}` is not a socket address; write it as IP:PORT, e.g. 127.0.0.1:8080"
         ),
     })
+}
+
+/// `[databases.NAME]`: one pool.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path/to/file.db` (relative to the config file's folder) or
+    /// `postgres://user@host:port/db`.
+    pub url: String,
+    /// Connections kept open at most.
+    #[serde(default = "DatabaseConfig::default_max_connections")]
+    pub max_connections: u32,
+    /// How long a statement waits for a free connection (or a new one)
+    /// before it fails with `unavailable`.
+    #[serde(default = "DatabaseConfig::default_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+    /// How long one statement may run.
+    #[serde(default = "DatabaseConfig::default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+}
+
+impl DatabaseConfig {
+    fn default_max_connections() -> u32 {
+        10
+    }
+
+    fn default_acquire_timeout_ms() -> u64 {
+        2_000
+    }
+
+    fn default_statement_timeout_ms() -> u64 {
+        10_000
+    }
+
+    /// The embedded SQLite database `main` in the data folder.
+    pub fn embedded(data_dir: &Path) -> DatabaseConfig {
+        DatabaseConfig {
+            url: format!("sqlite://{}", data_dir.join("main.db").display()),
+            max_connections: Self::default_max_connections(),
+            acquire_timeout_ms: Self::default_acquire_timeout_ms(),
+            statement_timeout_ms: Self::default_statement_timeout_ms(),
+        }
+    }
+
+    /// Whether this is a SQLite database.
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+
+    /// The URL with a relative SQLite path taken from `base`.
+    fn url_from(&self, base: &Path) -> String {
+        match self.url.strip_prefix("sqlite://") {
+            Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') => {
+                format!("sqlite://{}", base.join(rest).display())
+            }
+            _ => self.url.clone(),
+        }
+    }
+
+    fn validate(&self, name: &str) -> Result<(), String> {
+        let scheme = self.url.split(':').next().unwrap_or_default();
+        if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
+            return Err(format!(
+                "[databases.{name}] url `{}`: use sqlite://FILE or postgres://USER@HOST/DB",
+                self.url
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(format!(
+                "[databases.{name}] max_connections must be at least 1"
+            ));
+        }
+        if self.acquire_timeout_ms == 0 || self.statement_timeout_ms == 0 {
+            return Err(format!(
+                "[databases.{name}] acquire_timeout_ms and statement_timeout_ms must be at least 1"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where a `[secrets]` value comes from; the value itself is never written
+/// in the config.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, untagged)]
+pub enum SecretSource {
+    /// `NAME = { env = "VAR" }`: the host's environment variable `VAR`.
+    Env { env: String },
+    /// `NAME = { file = "path" }`: the contents of a file (trailing newline
+    /// removed), e.g. a mounted Kubernetes or systemd credential.
+    File { file: PathBuf },
+}
+
+/// Whether `name` can be an environment variable's name.
+pub fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// One `[[route]]`: a host and path, and what answers there.
@@ -598,6 +726,20 @@ pub struct Sidecar {
     pub grants: Grants,
     /// Firewall rules for this plugin's routes, on top of `[firewall]`.
     pub firewall: Option<RouteFirewall>,
+    /// The plugin's own schema migrations.
+    pub migrations: Option<MigrationsConfig>,
+}
+
+/// `[migrations]` of a sidecar. Without it, a source folder's `migrations/`
+/// folder is applied to the first granted database.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MigrationsConfig {
+    /// The folder of `NNNN_name.sql` files, relative to the plugins folder.
+    pub path: Option<PathBuf>,
+    /// The database they apply to; it must be granted. The first of
+    /// `[grants] databases` when absent.
+    pub database: Option<String>,
 }
 
 /// `[firewall]` of a sidecar: who may reach these routes, and how often.
@@ -666,6 +808,26 @@ impl Sidecar {
                 crate::router::Pattern::parse(route).map_err(bad)?;
             }
         }
+        let grants = &sidecar.grants;
+        if let Some(name) = grants.env.iter().find(|n| !valid_env_name(n)) {
+            return Err(bad(format!(
+                "[grants] env: `{name}` is not an env var name (letters, digits and _)"
+            )));
+        }
+        for origin in &grants.outbound {
+            crate::capability::outbound::Allowed::parse(origin)
+                .map_err(|e| bad(format!("[grants] outbound: {e}")))?;
+        }
+        if let Some(database) = sidecar
+            .migrations
+            .as_ref()
+            .and_then(|m| m.database.as_ref())
+            && !grants.databases.contains(database)
+        {
+            return Err(bad(format!(
+                "[migrations] database `{database}` is not in [grants] databases: grant it, or name a granted one"
+            )));
+        }
         Ok(sidecar)
     }
 }
@@ -695,7 +857,8 @@ impl Default for Limits {
 pub struct Grants {
     /// Host environment variables the plugin may read.
     pub env: Vec<String>,
-    /// Origins the plugin may call over HTTP.
+    /// Origins the plugin may call over HTTP: `https://api.example.com`,
+    /// `http://127.0.0.1:8080`, `https://*.example.com`.
     pub outbound: Vec<String>,
     /// Named database pools the plugin may use.
     pub databases: Vec<String>,

@@ -33,6 +33,14 @@ pub enum Error {
     #[error("plugin `{name}` did not build:\n{output}")]
     Build { name: String, output: String },
 
+    /// A `[secrets]` value could not be read.
+    #[error("{0}")]
+    Secret(String),
+
+    /// A database could not be opened or migrated.
+    #[error("database `{name}`: {message}")]
+    Database { name: String, message: String },
+
     /// The wasm engine could not be set up.
     #[error("wasm engine: {0}")]
     Engine(String),

@@ -74,7 +74,18 @@ pub async fn serve(
         })?;
     }
     let runtime = Arc::new(Runtime::new(&data_dir)?);
-    let mounts = Arc::new(Mounts::new(runtime, &plugins_dir, &data_dir));
+    let provisions = capability::Provisions::prepare(&config, None)?;
+    if let Err(e) = capability::migrations::migrate_host(provisions.databases.main()).await {
+        tracing::error!("{e}; kv calls fail until it succeeds, retried in the background");
+    }
+    let _maintenance = provisions.maintain();
+    let mounts = Arc::new(Mounts::new(
+        runtime,
+        Arc::new(ArcSwap::from_pointee(provisions)),
+        Some(config.admin.addr),
+        &plugins_dir,
+        &data_dir,
+    ));
     let server = Arc::new(server::Server {
         mounts: mounts.clone(),
         firewall: ArcSwap::from_pointee(Firewall::new(&config.firewall)),
@@ -145,7 +156,15 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
     }
     let routes = router::build(&config.routes).map_err(Error::Route)?;
     let runtime = Arc::new(Runtime::new(&config.server.data)?);
-    let mounts = Mounts::new(runtime, plugins_dir, &config.server.data);
+    let provisions = capability::Provisions::prepare(config, None)?;
+    let mounts = Mounts::new(
+        runtime,
+        Arc::new(ArcSwap::from_pointee(provisions)),
+        Some(config.admin.addr),
+        plugins_dir,
+        &config.server.data,
+    )
+    .without_migrations();
     let (entries, ignored) = folder::scan(plugins_dir)?;
     let mut lines: Vec<String> = ignored
         .iter()

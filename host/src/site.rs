@@ -10,6 +10,7 @@
 //! any step fails the old config keeps serving, and the log says why.
 
 use crate::acme;
+use crate::capability::Provisions;
 use crate::config::{CertPair, Config, ListenerConfig, Loader, TlsConfig};
 use crate::error::{Error, Result};
 use crate::firewall::Firewall;
@@ -143,6 +144,9 @@ impl Site {
             keep_restart_only(&old, &mut config);
         }
         let routes = router::build(&config.routes).map_err(Error::Route)?;
+        let provisions = self.server.mounts.provisions();
+        let current = provisions.load_full();
+        let prepared_provisions = Provisions::prepare(&config, Some(&current))?;
 
         // Listeners: reuse what is unchanged, prepare the rest.
         let has_plain = config.listeners.iter().any(|l| l.tls.is_none());
@@ -188,6 +192,13 @@ impl Site {
                 pool.start();
             }
         }
+        if !Arc::ptr_eq(
+            prepared_provisions.databases.main(),
+            current.databases.main(),
+        ) {
+            prepared_provisions.maintain();
+        }
+        provisions.store(Arc::new(prepared_provisions));
         let counts = describe(&routes);
         self.server.mounts.set_config_routes(routes);
         self.grace_ms.store(

@@ -1,18 +1,30 @@
-//! Environment variables: a plugin sees only the host variables its
-//! `[grants] env` names, read once when the plugin loads.
+//! Environment variables: a plugin sees only what its `[grants] env`
+//! names: a `[secrets]` entry of that name, else the host's variable. They
+//! are read for each instance, so a reloaded secret reaches the next request.
 
-/// The granted variables that are set on the host, as name-value pairs.
-/// A granted name that is unset is left out (and logged), like an unset
-/// variable in a process.
-pub fn resolve(plugin: &str, granted: &[String]) -> Vec<(String, String)> {
+use super::secrets::Secrets;
+
+/// The granted variables that have a value, as name-value pairs. A granted
+/// name with no secret and no host variable is left out, like an unset
+/// variable in a process ([`missing`] names them for the log).
+pub fn resolve(granted: &[String], secrets: &Secrets) -> Vec<(String, String)> {
     granted
         .iter()
-        .filter_map(|name| match std::env::var(name) {
-            Ok(value) => Some((name.clone(), value)),
-            Err(_) => {
-                tracing::warn!(plugin, "granted env var {name} is not set on the host");
-                None
-            }
+        .filter_map(|name| {
+            let value = match secrets.get(name) {
+                Some(value) => value.to_owned(),
+                None => std::env::var(name).ok()?,
+            };
+            Some((name.clone(), value))
         })
+        .collect()
+}
+
+/// The granted names that have no value.
+pub fn missing<'a>(granted: &'a [String], secrets: &Secrets) -> Vec<&'a str> {
+    granted
+        .iter()
+        .filter(|name| secrets.get(name).is_none() && std::env::var_os(name).is_none())
+        .map(String::as_str)
         .collect()
 }

@@ -135,8 +135,10 @@ impl Plugin {
     /// The sandbox of one instance: granted environment only, no preopened
     /// folders, no sockets, outbound HTTP by policy, memory capped.
     fn sandbox(&self) -> Sandbox {
+        let provisions = self.provisions.load_full();
+        let env = crate::capability::env::resolve(&self.sidecar.grants.env, &provisions.secrets);
         let mut wasi = WasiCtx::builder();
-        wasi.envs(&self.env)
+        wasi.envs(&env)
             .inherit_stdout()
             .inherit_stderr()
             .allow_tcp(false)
@@ -151,7 +153,14 @@ impl Plugin {
                 .memory_size(memory)
                 .trap_on_grow_failure(true)
                 .build(),
-            outbound: OutboundPolicy,
+            outbound: OutboundPolicy {
+                plugin: self.granted.plugin.clone(),
+                grant: self.outbound.clone(),
+            },
+            capabilities: crate::capability::Held {
+                granted: self.granted.clone(),
+                databases: provisions.databases.clone(),
+            },
         }
     }
 }

@@ -45,8 +45,12 @@ pub struct Plugin {
     pub sha256: String,
     /// Its sidecar (defaults when there is none).
     pub sidecar: Sidecar,
-    /// The granted environment, resolved at load.
-    pub env: Vec<(String, String)>,
+    /// Its sql and kv grants.
+    pub granted: crate::capability::Granted,
+    /// The origins it may call.
+    pub outbound: crate::capability::outbound::Grant,
+    /// The host's pools and secrets, current at each request.
+    pub provisions: std::sync::Arc<arc_swap::ArcSwap<crate::capability::Provisions>>,
     /// The pre-linked component: instantiating it per request is cheap.
     pub pre: ProxyPre<Sandbox>,
     /// When this version was mounted.

@@ -8,7 +8,7 @@
 use super::folder::{self, Entry, Kind};
 use super::runtime::{Runtime, sha256_hex};
 use super::{Origin, Plugin, source};
-use crate::capability;
+use crate::capability::{self, Provisions};
 use crate::config::Sidecar;
 use crate::error::{Error, Result};
 use crate::router::{Host, Pattern, Route, RouteTable};
@@ -67,13 +67,25 @@ pub struct Mounts {
     /// One publish at a time, so that no change is lost.
     publishing: Mutex<()>,
     runtime: Arc<Runtime>,
+    /// The host's pools and secrets, shared with every plugin.
+    provisions: Arc<ArcSwap<Provisions>>,
+    /// Where the admin API listens; outbound grants never reach it by a wildcard.
+    admin: Option<std::net::SocketAddr>,
+    /// Whether loading applies a plugin's migrations (`check` only reads them).
+    apply_migrations: bool,
     plugins_dir: PathBuf,
     build_dir: PathBuf,
 }
 
 impl Mounts {
     /// An empty set over the folder `plugins_dir`; builds go to `<data>/build`.
-    pub fn new(runtime: Arc<Runtime>, plugins_dir: &Path, data_dir: &Path) -> Mounts {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        provisions: Arc<ArcSwap<Provisions>>,
+        admin: Option<std::net::SocketAddr>,
+        plugins_dir: &Path,
+        data_dir: &Path,
+    ) -> Mounts {
         Mounts {
             current: ArcSwap::from_pointee(Mounted::default()),
             status: Mutex::default(),
@@ -82,9 +94,24 @@ impl Mounts {
             config_routes: Mutex::default(),
             publishing: Mutex::default(),
             runtime,
+            provisions,
+            admin,
+            apply_migrations: true,
             plugins_dir: plugins_dir.to_path_buf(),
             build_dir: data_dir.join("build"),
         }
+    }
+
+    /// Loads without applying plugin migrations: they are read and checked
+    /// only (for `gatehouse check`).
+    pub fn without_migrations(mut self) -> Mounts {
+        self.apply_migrations = false;
+        self
+    }
+
+    /// The host's pools and secrets.
+    pub fn provisions(&self) -> &Arc<ArcSwap<Provisions>> {
+        &self.provisions
     }
 
     /// The folder being served.
@@ -134,7 +161,7 @@ impl Mounts {
         }
 
         for entry in entries {
-            let fingerprint = match fingerprint(&entry).await {
+            let fingerprint = match fingerprint(&entry, &self.plugins_dir).await {
                 Ok(fingerprint) => fingerprint,
                 Err(e) => {
                     tracing::warn!(plugin = %entry.name, "{e}");
@@ -217,13 +244,14 @@ impl Mounts {
         .await
         .map_err(|e| Error::plugin(&entry.name, format!("the compile task failed: {e}")))?;
         let (sha256, compiled, pre) = compiled?;
-        for (grant, used) in [
-            ("outbound", !sidecar.grants.outbound.is_empty()),
-            ("databases", !sidecar.grants.databases.is_empty()),
-            ("kv", sidecar.grants.kv),
-        ] {
-            if used {
-                tracing::warn!(plugin = %entry.name, "[grants] {grant} is not available in this version: the plugin is denied it");
+        self.migrate(entry, &sidecar).await?;
+        let provisions = self.provisions.load();
+        for name in capability::env::missing(&sidecar.grants.env, &provisions.secrets) {
+            tracing::warn!(plugin = %entry.name, "granted env var {name} is neither in [secrets] nor set on the host");
+        }
+        for name in &sidecar.grants.databases {
+            if provisions.databases.get(name).is_none() {
+                tracing::warn!(plugin = %entry.name, "granted database `{name}` is not configured: add [databases.{name}] to gatehouse.toml");
             }
         }
         Ok(Plugin {
@@ -231,7 +259,13 @@ impl Mounts {
                 .firewall
                 .as_ref()
                 .map(|rules| Arc::new(crate::firewall::Firewall::new(&rules.as_firewall()))),
-            env: capability::env::resolve(&entry.name, &sidecar.grants.env),
+            granted: capability::Granted {
+                plugin: entry.name.as_str().into(),
+                databases: sidecar.grants.databases.clone().into(),
+                kv: sidecar.grants.kv,
+            },
+            outbound: capability::outbound::Grant::new(&sidecar.grants.outbound, self.admin),
+            provisions: self.provisions.clone(),
             name: entry.name.clone(),
             origin,
             sha256,
@@ -240,6 +274,57 @@ impl Mounts {
             loaded_at: SystemTime::now(),
             compiled,
         })
+    }
+
+    /// Applies the plugin's migrations, if it has any: the sidecar's
+    /// `[migrations] path`, or `migrations/` in a source folder. A failure
+    /// fails the load, so the previous version keeps serving.
+    async fn migrate(&self, entry: &Entry, sidecar: &Sidecar) -> Result<()> {
+        let configured = sidecar.migrations.as_ref();
+        let dir = match configured.and_then(|m| m.path.as_ref()) {
+            Some(path) => self.plugins_dir.join(path),
+            None if entry.kind == Kind::Rust => entry.path.join("migrations"),
+            None => return Ok(()),
+        };
+        if !dir.is_dir() {
+            if configured.and_then(|m| m.path.as_ref()).is_some() {
+                return Err(Error::plugin(
+                    &entry.name,
+                    format!("[migrations] path {} is not a folder", dir.display()),
+                ));
+            }
+            return Ok(());
+        }
+        let Some(name) = configured
+            .and_then(|m| m.database.clone())
+            .or_else(|| sidecar.grants.databases.first().cloned())
+        else {
+            return Err(Error::plugin(
+                &entry.name,
+                format!(
+                    "has migrations in {} but no database to apply them to: grant one in [grants] databases",
+                    dir.display()
+                ),
+            ));
+        };
+        let Some(database) = self.provisions.load().databases.get(&name).cloned() else {
+            return Err(Error::plugin(
+                &entry.name,
+                format!(
+                    "its migrations need database `{name}`, which is not configured: add [databases.{name}] to gatehouse.toml"
+                ),
+            ));
+        };
+        if !self.apply_migrations {
+            return sqlx::migrate::Migrator::new(dir.clone())
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    Error::plugin(&entry.name, format!("migrations in {}: {e}", dir.display()))
+                });
+        }
+        capability::migrations::migrate_plugin(&entry.name, &database, &dir).await?;
+        Ok(())
     }
 
     /// Applies `change` to a copy of the plugin map, rebuilds the route
@@ -350,8 +435,9 @@ fn routes_of(plugin: &Plugin) -> Vec<Route> {
 
 /// What identifies an entry's current content: the bytes (or sources) and
 /// the sidecar.
-async fn fingerprint(entry: &Entry) -> Result<String> {
+async fn fingerprint(entry: &Entry, plugins_dir: &Path) -> Result<String> {
     let entry = entry.clone();
+    let plugins_dir = plugins_dir.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let code = match entry.kind {
             Kind::File => sha256_hex(
@@ -360,11 +446,22 @@ async fn fingerprint(entry: &Entry) -> Result<String> {
             ),
             Kind::Rust => source::fingerprint(&entry.path)?,
         };
-        let sidecar = match &entry.sidecar {
-            Some(path) => sha256_hex(&std::fs::read(path).unwrap_or_default()),
-            None => String::new(),
+        let text = match &entry.sidecar {
+            Some(path) => std::fs::read(path).unwrap_or_default(),
+            None => Vec::new(),
         };
-        Ok(format!("{code}:{sidecar}"))
+        // Migrations outside the entry (a sidecar's `[migrations] path`)
+        // count too, so a new migration file reloads the plugin.
+        let migrations = std::str::from_utf8(&text)
+            .ok()
+            .and_then(|text| toml::from_str::<Sidecar>(text).ok())
+            .and_then(|sidecar| sidecar.migrations?.path)
+            .map(|path| plugins_dir.join(path))
+            .filter(|dir| dir.is_dir())
+            .map(|dir| source::fingerprint(&dir))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(format!("{code}:{}:{migrations}", sha256_hex(&text)))
     })
     .await
     .map_err(|e| Error::plugin(&entry.name, format!("the fingerprint task failed: {e}")))?

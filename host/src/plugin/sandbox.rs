@@ -1,6 +1,7 @@
 //! The per-request state of a plugin instance: what its store holds, and
 //! therefore everything the plugin can reach.
 
+use crate::capability::Held;
 use crate::capability::outbound::OutboundPolicy;
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -19,6 +20,8 @@ pub struct Sandbox {
     pub limits: StoreLimits,
     /// Decides what outbound HTTP requests may leave.
     pub outbound: OutboundPolicy,
+    /// The sql and kv grants, and the pools they reach.
+    pub capabilities: Held,
 }
 
 impl WasiView for Sandbox {

@@ -1,0 +1,222 @@
+//! `gatehouse:plugin/kv`: a key-value store private to each plugin, kept
+//! in the host's `main` database (table `gatehouse_kv`, one namespace per
+//! plugin name), with expiry and atomic increments.
+
+use super::bindings::gatehouse::plugin::kv::Error as KvError;
+use super::sql::{Database, Pool, sql_error};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 512;
+/// The largest value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// The most keys one `list-keys` returns.
+pub const MAX_LIST: u32 = 1000;
+
+/// The kv store of one plugin.
+#[derive(Clone, Debug)]
+pub struct Store {
+    namespace: Arc<str>,
+    database: Arc<Database>,
+}
+
+impl Store {
+    /// The store of the plugin `namespace` in `database`.
+    pub fn new(namespace: &str, database: Arc<Database>) -> Store {
+        Store {
+            namespace: namespace.into(),
+            database,
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        check_key(key)?;
+        const SQL: &str = "SELECT value FROM gatehouse_kv \
+             WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
+        let row: Option<(Vec<u8>,)> = on_pool!(self.database, |pool| sqlx::query_as(SQL)
+            .bind(&*self.namespace)
+            .bind(key)
+            .bind(now_ms())
+            .fetch_optional(pool)
+            .await)
+        .map_err(kv_error)?;
+        Ok(row.map(|(value,)| value))
+    }
+
+    pub async fn set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), KvError> {
+        check_key(key)?;
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(KvError::TooLarge(format!(
+                "the value is {} bytes; the limit is {MAX_VALUE_BYTES}",
+                value.len()
+            )));
+        }
+        let expires_at =
+            ttl_ms.map(|ttl| now_ms().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+        const SQL: &str = "INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
+             VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+        on_pool!(self.database, |pool| sqlx::query(SQL)
+            .bind(&*self.namespace)
+            .bind(key)
+            .bind(value)
+            .bind(expires_at)
+            .execute(pool)
+            .await
+            .map(|_| ()))
+        .map_err(kv_error)
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<bool, KvError> {
+        check_key(key)?;
+        const SQL: &str = "DELETE FROM gatehouse_kv \
+             WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
+        let done = on_pool!(self.database, |pool| sqlx::query(SQL)
+            .bind(&*self.namespace)
+            .bind(key)
+            .bind(now_ms())
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))
+        .map_err(kv_error)?;
+        Ok(done > 0)
+    }
+
+    /// Adds `delta` in one statement, so concurrent increments never lose
+    /// an update. An expired value counts as 0.
+    pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        check_key(key)?;
+        let sql = match &self.database.pool {
+            Pool::Sqlite(_) => INCREMENT_SQLITE,
+            Pool::Postgres(_) => INCREMENT_POSTGRES,
+        };
+        let text: Result<(Vec<u8>,), _> = on_pool!(self.database, |pool| sqlx::query_as(sql)
+            .bind(&*self.namespace)
+            .bind(key)
+            .bind(delta)
+            .bind(now_ms())
+            .fetch_one(pool)
+            .await);
+        let text = text.map_err(|e| match sql_error(e) {
+            // Postgres refuses the cast (bad-statement); on SQLite a non-integer
+            // gives NULL, which the NOT NULL column refuses (constraint).
+            super::bindings::gatehouse::plugin::sql::Error::BadStatement(_)
+            | super::bindings::gatehouse::plugin::sql::Error::Constraint(_) => KvError::Other(
+                format!("the value at `{key}` is not an integer, so it cannot be incremented"),
+            ),
+            other => kv_error_of(other),
+        })?;
+        std::str::from_utf8(&text.0)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| {
+                KvError::Other(format!(
+                    "the value at `{key}` is not an integer, so it cannot be incremented"
+                ))
+            })
+    }
+
+    pub async fn list_keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>, KvError> {
+        if prefix.len() > MAX_KEY_BYTES {
+            return Err(too_long(prefix.len()));
+        }
+        let limit = i64::from(limit.min(MAX_LIST));
+        const SQL: &str = "SELECT key FROM gatehouse_kv \
+             WHERE namespace = $1 AND key >= $2 AND substr(key, 1, CAST($3 AS INTEGER)) = $2 \
+               AND (expires_at IS NULL OR expires_at > $4) \
+             ORDER BY key LIMIT $5";
+        let prefix_chars = prefix.chars().count() as i64;
+        let rows: Vec<(String,)> = match &self.database.pool {
+            Pool::Sqlite(pool) => {
+                sqlx::query_as(SQL)
+                    .bind(&*self.namespace)
+                    .bind(prefix)
+                    .bind(prefix_chars)
+                    .bind(now_ms())
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+            Pool::Postgres(pool) => {
+                sqlx::query_as(SQL)
+                    .bind(&*self.namespace)
+                    .bind(prefix)
+                    .bind(prefix_chars as i32)
+                    .bind(now_ms())
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+            }
+        }
+        .map_err(kv_error)?;
+        Ok(rows.into_iter().map(|(key,)| key).collect())
+    }
+}
+
+/// The atomic increment on SQLite. The value is decimal text in a blob; a
+/// value that is not an integer becomes NULL, which the column refuses.
+const INCREMENT_SQLITE: &str = "INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
+     VALUES ($1, $2, CAST(CAST($3 AS TEXT) AS BLOB), NULL) \
+     ON CONFLICT (namespace, key) DO UPDATE SET \
+       value = CAST(CAST(CASE WHEN gatehouse_kv.expires_at IS NOT NULL AND gatehouse_kv.expires_at <= $4 THEN $3 \
+         WHEN CAST(CAST(CAST(gatehouse_kv.value AS TEXT) AS INTEGER) AS TEXT) = CAST(gatehouse_kv.value AS TEXT) \
+         THEN CAST(CAST(gatehouse_kv.value AS TEXT) AS INTEGER) + $3 \
+         END AS TEXT) AS BLOB), \
+       expires_at = CASE WHEN gatehouse_kv.expires_at <= $4 THEN NULL ELSE gatehouse_kv.expires_at END \
+     RETURNING value";
+
+/// The atomic increment on Postgres; a value that is not an integer fails
+/// the cast.
+const INCREMENT_POSTGRES: &str = "INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
+     VALUES ($1, $2, convert_to($3::bigint::text, 'UTF8'), NULL) \
+     ON CONFLICT (namespace, key) DO UPDATE SET \
+       value = convert_to((CASE WHEN gatehouse_kv.expires_at <= $4 THEN $3::bigint \
+         ELSE convert_from(gatehouse_kv.value, 'UTF8')::bigint + $3::bigint END)::text, 'UTF8'), \
+       expires_at = CASE WHEN gatehouse_kv.expires_at <= $4 THEN NULL ELSE gatehouse_kv.expires_at END \
+     RETURNING value";
+
+/// Deletes expired entries of every plugin; run now and then.
+pub async fn sweep(database: &Database) -> Result<u64, sqlx::Error> {
+    const SQL: &str = "DELETE FROM gatehouse_kv WHERE expires_at <= $1";
+    on_pool!(database, |pool| sqlx::query(SQL)
+        .bind(now_ms())
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
+}
+
+fn check_key(key: &str) -> Result<(), KvError> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(too_long(key.len()));
+    }
+    Ok(())
+}
+
+fn too_long(len: usize) -> KvError {
+    KvError::TooLarge(format!(
+        "the key is {len} bytes; the limit is {MAX_KEY_BYTES}"
+    ))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+fn kv_error(error: sqlx::Error) -> KvError {
+    kv_error_of(sql_error(error))
+}
+
+fn kv_error_of(error: super::bindings::gatehouse::plugin::sql::Error) -> KvError {
+    use super::bindings::gatehouse::plugin::sql::Error as E;
+    match error {
+        E::Unavailable(message) => KvError::Unavailable(message),
+        E::NotGranted(message)
+        | E::BadStatement(message)
+        | E::Constraint(message)
+        | E::Other(message) => KvError::Other(message),
+    }
+}

@@ -1,0 +1,125 @@
+//! Schema migrations: the host's own (`migrations/` in the repository,
+//! compiled in with `sqlx::migrate!`) and each plugin's.
+//!
+//! A plugin's migrations are sqlx-style `NNNN_name.sql` files, parsed by
+//! sqlx's `Migrator`. They are applied here rather than by `Migrator::run`
+//! because sqlx keeps one history per database (`_sqlx_migrations`), and two
+//! plugins numbering their migrations from 1 would collide in it: each
+//! plugin gets its own history in `gatehouse_plugin_migrations`.
+
+use super::sql::{Database, Pool};
+use crate::error::{Error, Result};
+use sqlx::migrate::{MigrationType, Migrator};
+use std::path::Path;
+
+/// Applies the host's migrations to its `main` database.
+pub async fn migrate_host(main: &Database) -> Result<()> {
+    let result = match &main.pool {
+        Pool::Sqlite(pool) => sqlx::migrate!("../migrations/sqlite").run(pool).await,
+        Pool::Postgres(pool) => sqlx::migrate!("../migrations/postgres").run(pool).await,
+    };
+    result.map_err(|e| Error::Database {
+        name: main.name.clone(),
+        message: format!("the host's migrations failed: {e}"),
+    })
+}
+
+/// Applies the migrations in `dir` that `plugin` has not applied to
+/// `database` yet, each in its own transaction, in version order. Returns
+/// how many were applied. A failing migration is rolled back and stops the
+/// run with an error naming it.
+pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Result<usize> {
+    let failed = |message: String| Error::Plugin {
+        name: plugin.to_owned(),
+        message: format!("migrations in {}: {message}", dir.display()),
+    };
+    let migrator = Migrator::new(dir.to_path_buf())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let unavailable = |e: sqlx::Error| {
+        failed(format!(
+            "database `{}` cannot be reached: {e}",
+            database.name
+        ))
+    };
+    let history = on_pool!(database, |pool| {
+        sqlx::Executor::execute(pool, HISTORY_TABLE)
+            .await
+            .map_err(unavailable)?;
+        sqlx::query_as::<_, (i64, Vec<u8>)>(
+            "SELECT version, checksum FROM gatehouse_plugin_migrations \
+             WHERE plugin = $1 AND database = $2",
+        )
+        .bind(plugin)
+        .bind(&database.name)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?
+    });
+    let mut applied = 0;
+    for migration in migrator
+        .iter()
+        .filter(|m| !matches!(m.migration_type, MigrationType::ReversibleDown))
+    {
+        let name = format!(
+            "{:04}_{}",
+            migration.version,
+            migration.description.replace(' ', "_")
+        );
+        if let Some((_, checksum)) = history.iter().find(|(v, _)| *v == migration.version) {
+            if checksum.as_slice() != &*migration.checksum {
+                return Err(failed(format!(
+                    "{name} was changed after it was applied; add a new migration instead of editing an applied one"
+                )));
+            }
+            continue;
+        }
+        on_pool!(database, |pool| {
+            let mut tx = pool.begin().await.map_err(unavailable)?;
+            let sql: &str = &migration.sql;
+            sqlx::Executor::execute(&mut *tx, sql).await.map_err(|e| {
+                failed(format!(
+                    "{name} failed and was rolled back: {}",
+                    e.as_database_error()
+                        .map(|d| d.message().to_owned())
+                        .unwrap_or_else(|| e.to_string())
+                ))
+            })?;
+            sqlx::query(
+                "INSERT INTO gatehouse_plugin_migrations \
+                 (plugin, database, version, description, checksum, applied_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(plugin)
+            .bind(&database.name)
+            .bind(migration.version)
+            .bind(&*migration.description)
+            .bind(&*migration.checksum)
+            .bind(humantime_now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            tx.commit().await.map_err(unavailable)?;
+        });
+        tracing::info!(plugin, database = %database.name, "applied migration {name}");
+        applied += 1;
+    }
+    Ok(applied)
+}
+
+const HISTORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS gatehouse_plugin_migrations (
+    plugin      TEXT   NOT NULL,
+    database    TEXT   NOT NULL,
+    version     BIGINT NOT NULL,
+    description TEXT   NOT NULL,
+    checksum    BYTEA  NOT NULL,
+    applied_at  BIGINT NOT NULL,
+    PRIMARY KEY (plugin, database, version)
+)";
+
+fn humantime_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}

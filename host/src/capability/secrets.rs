@@ -1,0 +1,52 @@
+//! `[secrets]`: values a plugin may read as env vars, taken from the host's
+//! environment or from files, so they are never written in the config.
+
+use crate::config::SecretSource;
+use crate::error::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
+
+/// The resolved secrets, by name.
+#[derive(Default)]
+pub struct Secrets {
+    values: HashMap<String, String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Names only: values never reach a log.
+        f.debug_set().entries(self.values.keys()).finish()
+    }
+}
+
+impl Secrets {
+    /// Reads every secret; a missing variable or unreadable file is an error
+    /// that names the secret and its source.
+    pub fn load(sources: &BTreeMap<String, SecretSource>) -> Result<Secrets> {
+        let mut values = HashMap::new();
+        for (name, source) in sources {
+            let value = match source {
+                SecretSource::Env { env } => std::env::var(env).map_err(|_| {
+                    Error::Secret(format!(
+                        "[secrets] {name}: the env var {env} is not set; export it before starting gatehouse"
+                    ))
+                })?,
+                SecretSource::File { file } => std::fs::read_to_string(file)
+                    .map_err(|e| {
+                        Error::Secret(format!(
+                            "[secrets] {name}: cannot read {}: {e}",
+                            file.display()
+                        ))
+                    })?
+                    .trim_end_matches(['\r', '\n'])
+                    .to_owned(),
+            };
+            values.insert(name.clone(), value);
+        }
+        Ok(Secrets { values })
+    }
+
+    /// The value of a secret.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+}

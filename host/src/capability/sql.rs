@@ -1,0 +1,606 @@
+//! `gatehouse:plugin/sql`: the host's database pools, reached by plugins
+//! through parameterized statements on the databases their grant names.
+//!
+//! Pools are sqlx's, one per `[databases.NAME]`, opened lazily so a database
+//! that is down at start (or later) fails calls with `unavailable` after the
+//! bounded acquire timeout and is reconnected by itself when it is back.
+//!
+//! Postgres parameters are typed by the server: the statement is prepared
+//! first (sqlx caches it per connection) and each value is encoded as the
+//! type the server inferred for its placeholder, as a driver sending
+//! untyped text would get. Results arrive as the nearest `value`:
+//!
+//! | Postgres | value |
+//! |---|---|
+//! | bool | integer 0 or 1 |
+//! | int2, int4, int8 | integer |
+//! | float4, float8 | real |
+//! | text, varchar, char, name | text |
+//! | bytea | blob |
+//! | numeric | text (exact decimal) |
+//! | timestamptz | text, RFC 3339 in UTC |
+//! | timestamp, date, time | text, ISO 8601 |
+//! | json, jsonb | text (JSON) |
+//! | uuid | text |
+//! | int and text arrays | text (a JSON array) |
+//!
+//! SQLite values map one to one by their storage class.
+
+use super::bindings::gatehouse::plugin::sql::{Error as SqlError, Rows, Statement, Value};
+use crate::config::DatabaseConfig;
+use crate::error::{Error, Result};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgTypeInfo, Postgres};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+use sqlx::types::{Decimal, Uuid, chrono};
+use sqlx::{Column, Executor, Row, Statement as _, TypeInfo, ValueRef};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The database every host has: the embedded SQLite file unless configured.
+pub const MAIN: &str = "main";
+
+/// One pool.
+#[derive(Clone, Debug)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// One configured database.
+#[derive(Debug)]
+pub struct Database {
+    pub name: String,
+    pub config: DatabaseConfig,
+    pub pool: Pool,
+}
+
+/// Every configured database, by name.
+#[derive(Debug, Default)]
+pub struct Databases {
+    by_name: HashMap<String, Arc<Database>>,
+}
+
+impl Databases {
+    /// Builds the pools of `configs` (plus the embedded `main` when it is
+    /// not configured). A pool whose config is unchanged in `previous` is
+    /// kept, with its open connections. Nothing connects here.
+    pub fn open(
+        configs: &BTreeMap<String, DatabaseConfig>,
+        data_dir: &Path,
+        previous: Option<&Databases>,
+    ) -> Result<Databases> {
+        let mut configs = configs.clone();
+        configs
+            .entry(MAIN.to_owned())
+            .or_insert_with(|| DatabaseConfig::embedded(data_dir));
+        let mut by_name = HashMap::new();
+        for (name, config) in configs {
+            let kept = previous
+                .and_then(|p| p.by_name.get(&name))
+                .filter(|db| db.config == config);
+            let database = match kept {
+                Some(db) => db.clone(),
+                None => Arc::new(Database::open(&name, config)?),
+            };
+            by_name.insert(name, database);
+        }
+        Ok(Databases { by_name })
+    }
+
+    /// The database called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Database>> {
+        self.by_name.get(name)
+    }
+
+    /// The host's own database, which keeps the kv store and migration
+    /// histories.
+    pub fn main(&self) -> &Arc<Database> {
+        &self.by_name[MAIN]
+    }
+}
+
+impl Database {
+    fn open(name: &str, config: DatabaseConfig) -> Result<Database> {
+        let bad = |e: sqlx::Error| Error::Database {
+            name: name.to_owned(),
+            message: format!("invalid url `{}`: {e}", config.url),
+        };
+        let acquire = Duration::from_millis(config.acquire_timeout_ms);
+        let pool = if config.is_sqlite() {
+            let options = SqliteConnectOptions::from_str(&config.url)
+                .map_err(bad)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_millis(config.statement_timeout_ms));
+            if let Some(parent) = options.get_filename().parent()
+                && !parent.as_os_str().is_empty()
+            {
+                std::fs::create_dir_all(parent).map_err(|e| {
+                    Error::io(format!("creating the folder of database `{name}`"), e)
+                })?;
+            }
+            Pool::Sqlite(
+                PoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(acquire)
+                    .connect_lazy_with(options),
+            )
+        } else {
+            let timeout = config.statement_timeout_ms.to_string();
+            let options = PgConnectOptions::from_str(&config.url)
+                .map_err(bad)?
+                .application_name("gatehouse")
+                .options([("statement_timeout", timeout.as_str())]);
+            Pool::Postgres(
+                PoolOptions::new()
+                    .max_connections(config.max_connections)
+                    .acquire_timeout(acquire)
+                    .connect_lazy_with(options),
+            )
+        };
+        Ok(Database {
+            name: name.to_owned(),
+            config,
+            pool,
+        })
+    }
+
+    /// Runs a statement that returns rows.
+    pub async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, SqlError> {
+        self.bounded(async {
+            match &self.pool {
+                Pool::Sqlite(pool) => {
+                    let rows = bind_sqlite(sqlx::query(sql), params)
+                        .fetch_all(pool)
+                        .await
+                        .map_err(sql_error)?;
+                    rows_of(&rows, sqlite_value)
+                }
+                Pool::Postgres(pool) => {
+                    let mut conn = pool.acquire().await.map_err(sql_error)?;
+                    let query = bind_postgres(&mut conn, sql, params).await?;
+                    let rows = query.fetch_all(&mut *conn).await.map_err(sql_error)?;
+                    rows_of(&rows, pg_value)
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs a statement and returns the number of rows it changed.
+    pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
+        self.bounded(async {
+            match &self.pool {
+                Pool::Sqlite(pool) => Ok(bind_sqlite(sqlx::query(sql), params)
+                    .execute(pool)
+                    .await
+                    .map_err(sql_error)?
+                    .rows_affected()),
+                Pool::Postgres(pool) => {
+                    let mut conn = pool.acquire().await.map_err(sql_error)?;
+                    let query = bind_postgres(&mut conn, sql, params).await?;
+                    Ok(query
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(sql_error)?
+                        .rows_affected())
+                }
+            }
+        })
+        .await
+    }
+
+    /// Runs statements in one transaction: all of them or none.
+    pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, SqlError> {
+        self.bounded(async {
+            let mut affected = Vec::with_capacity(statements.len());
+            match &self.pool {
+                Pool::Sqlite(pool) => {
+                    let mut tx = pool.begin().await.map_err(sql_error)?;
+                    for statement in statements {
+                        let done = bind_sqlite(sqlx::query(&statement.sql), &statement.params)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(sql_error)?;
+                        affected.push(done.rows_affected());
+                    }
+                    tx.commit().await.map_err(sql_error)?;
+                }
+                Pool::Postgres(pool) => {
+                    let mut tx = pool.begin().await.map_err(sql_error)?;
+                    for statement in statements {
+                        let query =
+                            bind_postgres(&mut tx, &statement.sql, &statement.params).await?;
+                        let done = query.execute(&mut *tx).await.map_err(sql_error)?;
+                        affected.push(done.rows_affected());
+                    }
+                    tx.commit().await.map_err(sql_error)?;
+                }
+            }
+            Ok(affected)
+        })
+        .await
+    }
+
+    /// Bounds a call by the acquire and statement timeouts, so a database
+    /// that hangs gives `unavailable` instead of holding the request.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = Result<T, SqlError>>,
+    ) -> Result<T, SqlError> {
+        let limit = Duration::from_millis(
+            self.config.acquire_timeout_ms + self.config.statement_timeout_ms,
+        );
+        tokio::time::timeout(limit, call).await.unwrap_or_else(|_| {
+            Err(SqlError::Unavailable(format!(
+                "database `{}` did not answer within {} ms",
+                self.name,
+                limit.as_millis()
+            )))
+        })
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+
+fn bind_sqlite<'q>(mut query: SqliteQuery<'q>, params: &'q [Value]) -> SqliteQuery<'q> {
+    for param in params {
+        query = match param {
+            Value::Null => query.bind(None::<i64>),
+            Value::Integer(i) => query.bind(*i),
+            Value::Real(f) => query.bind(*f),
+            Value::Text(s) => query.bind(s.as_str()),
+            Value::Blob(b) => query.bind(b.as_slice()),
+        };
+    }
+    query
+}
+
+/// The rows of a result, each value mapped by `value(row, column)`.
+fn rows_of<R: Row>(
+    rows: &[R],
+    value: impl Fn(&R, usize) -> Result<Value, SqlError>,
+) -> Result<Rows, SqlError> {
+    let columns = rows
+        .first()
+        .map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect())
+        .unwrap_or_default();
+    let rows = rows
+        .iter()
+        .map(|row| (0..row.len()).map(|i| value(row, i)).collect())
+        .collect::<Result<_, _>>()?;
+    Ok(Rows { columns, rows })
+}
+
+/// A SQLite value, by its storage class.
+fn sqlite_value(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Value, SqlError> {
+    let raw = row.try_get_raw(i).map_err(sql_error)?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    Ok(match raw.type_info().name() {
+        "INTEGER" | "BOOLEAN" | "INT8" => Value::Integer(row.try_get(i).map_err(sql_error)?),
+        "REAL" => Value::Real(row.try_get(i).map_err(sql_error)?),
+        "BLOB" => Value::Blob(row.try_get(i).map_err(sql_error)?),
+        _ => Value::Text(row.try_get(i).map_err(sql_error)?),
+    })
+}
+
+/// A Postgres parameter, encoded as the type the server expects.
+enum PgArg {
+    Null(PgTypeInfo),
+    Bool(bool),
+    Int2(i16),
+    Int4(i32),
+    Int8(i64),
+    Float4(f32),
+    Float8(f64),
+    Numeric(Decimal),
+    Text(String),
+    Bytea(Vec<u8>),
+    Uuid(Uuid),
+    Json(sqlx::types::JsonValue),
+    Timestamptz(chrono::DateTime<chrono::Utc>),
+    Timestamp(chrono::NaiveDateTime),
+    Date(chrono::NaiveDate),
+    Time(chrono::NaiveTime),
+}
+
+impl sqlx::Type<Postgres> for PgArg {
+    fn type_info() -> PgTypeInfo {
+        // Each value says its own type in `produces`.
+        <String as sqlx::Type<Postgres>>::type_info()
+    }
+}
+
+impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
+    fn encode_by_ref(
+        &self,
+        buf: &mut sqlx::postgres::PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        use sqlx::Encode as E;
+        match self {
+            PgArg::Null(_) => Ok(sqlx::encode::IsNull::Yes),
+            PgArg::Bool(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Int2(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Int4(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Int8(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Float4(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Float8(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Numeric(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Text(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Bytea(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Uuid(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Json(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Timestamptz(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Timestamp(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Date(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Time(v) => E::<Postgres>::encode_by_ref(v, buf),
+        }
+    }
+
+    fn produces(&self) -> Option<PgTypeInfo> {
+        use sqlx::Type as T;
+        Some(match self {
+            PgArg::Null(ty) => ty.clone(),
+            PgArg::Bool(_) => <bool as T<Postgres>>::type_info(),
+            PgArg::Int2(_) => <i16 as T<Postgres>>::type_info(),
+            PgArg::Int4(_) => <i32 as T<Postgres>>::type_info(),
+            PgArg::Int8(_) => <i64 as T<Postgres>>::type_info(),
+            PgArg::Float4(_) => <f32 as T<Postgres>>::type_info(),
+            PgArg::Float8(_) => <f64 as T<Postgres>>::type_info(),
+            PgArg::Numeric(_) => <Decimal as T<Postgres>>::type_info(),
+            PgArg::Text(_) => <String as T<Postgres>>::type_info(),
+            PgArg::Bytea(_) => <Vec<u8> as T<Postgres>>::type_info(),
+            PgArg::Uuid(_) => <Uuid as T<Postgres>>::type_info(),
+            PgArg::Json(_) => <sqlx::types::JsonValue as T<Postgres>>::type_info(),
+            PgArg::Timestamptz(_) => <chrono::DateTime<chrono::Utc> as T<Postgres>>::type_info(),
+            PgArg::Timestamp(_) => <chrono::NaiveDateTime as T<Postgres>>::type_info(),
+            PgArg::Date(_) => <chrono::NaiveDate as T<Postgres>>::type_info(),
+            PgArg::Time(_) => <chrono::NaiveTime as T<Postgres>>::type_info(),
+        })
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+
+/// Prepares `sql` on `conn` (a cache hit after the first time) and binds
+/// each value as its placeholder's type.
+async fn bind_postgres<'q>(
+    conn: &mut sqlx::PgConnection,
+    sql: &'q str,
+    params: &[Value],
+) -> Result<PgQuery<'q>, SqlError> {
+    let statement = conn.prepare(sql).await.map_err(sql_error)?;
+    let types: Vec<PgTypeInfo> = match statement.parameters() {
+        Some(sqlx::Either::Left(types)) => types.to_vec(),
+        _ => Vec::new(),
+    };
+    if types.len() != params.len() {
+        return Err(SqlError::BadStatement(format!(
+            "the statement has {} placeholder(s) but {} parameter(s) were given",
+            types.len(),
+            params.len()
+        )));
+    }
+    let mut query = sqlx::query(sql);
+    for (n, (value, ty)) in params.iter().zip(types).enumerate() {
+        query = query.bind(pg_arg(value, ty, n + 1)?);
+    }
+    Ok(query)
+}
+
+/// Converts a value to the Postgres type `ty` of placeholder `$n`.
+fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
+    let name = ty.name().to_owned();
+    let mismatch = |what: &str| {
+        SqlError::BadStatement(format!(
+            "parameter ${n}: {what} cannot be used as {name}; pass a matching value or cast the placeholder, e.g. ${n}::text"
+        ))
+    };
+    let parse = |text: &str, kind: &str| {
+        SqlError::BadStatement(format!(
+            "parameter ${n}: `{text}` is not a valid {kind} for {name}"
+        ))
+    };
+    Ok(match (value, name.as_str()) {
+        (Value::Null, _) => PgArg::Null(ty),
+        (Value::Integer(i), "BOOL") => PgArg::Bool(*i != 0),
+        (Value::Text(t), "BOOL") => match t.to_ascii_lowercase().as_str() {
+            "true" | "t" | "1" | "yes" | "on" => PgArg::Bool(true),
+            "false" | "f" | "0" | "no" | "off" => PgArg::Bool(false),
+            _ => return Err(parse(t, "boolean")),
+        },
+        (Value::Integer(i), "INT2") => {
+            PgArg::Int2(i16::try_from(*i).map_err(|_| mismatch(&format!("{i} (out of range)")))?)
+        }
+        (Value::Integer(i), "INT4") => {
+            PgArg::Int4(i32::try_from(*i).map_err(|_| mismatch(&format!("{i} (out of range)")))?)
+        }
+        (Value::Integer(i), "INT8") => PgArg::Int8(*i),
+        (Value::Text(t), "INT2" | "INT4" | "INT8") => {
+            let i: i64 = t.trim().parse().map_err(|_| parse(t, "integer"))?;
+            return pg_arg(&Value::Integer(i), ty, n);
+        }
+        (Value::Integer(i), "FLOAT4") => PgArg::Float4(*i as f32),
+        (Value::Real(f), "FLOAT4") => PgArg::Float4(*f as f32),
+        (Value::Integer(i), "FLOAT8") => PgArg::Float8(*i as f64),
+        (Value::Real(f), "FLOAT8") => PgArg::Float8(*f),
+        (Value::Integer(i), "NUMERIC") => PgArg::Numeric(Decimal::from(*i)),
+        (Value::Real(f), "NUMERIC") => {
+            PgArg::Numeric(Decimal::try_from(*f).map_err(|_| mismatch(&format!("{f}")))?)
+        }
+        (Value::Text(t), "NUMERIC") => {
+            PgArg::Numeric(Decimal::from_str(t.trim()).map_err(|_| parse(t, "decimal"))?)
+        }
+        (Value::Text(t), "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" | "UNKNOWN") => {
+            PgArg::Text(t.clone())
+        }
+        (Value::Integer(i), "TEXT" | "VARCHAR" | "BPCHAR") => PgArg::Text(i.to_string()),
+        (Value::Real(f), "TEXT" | "VARCHAR" | "BPCHAR") => PgArg::Text(f.to_string()),
+        (Value::Blob(b), "BYTEA") => PgArg::Bytea(b.clone()),
+        (Value::Text(t), "BYTEA") => PgArg::Bytea(t.as_bytes().to_vec()),
+        (Value::Text(t), "UUID") => PgArg::Uuid(Uuid::parse_str(t).map_err(|_| parse(t, "uuid"))?),
+        (Value::Text(t), "JSON" | "JSONB") => {
+            PgArg::Json(serde_json::from_str(t).map_err(|_| parse(t, "JSON text"))?)
+        }
+        (Value::Integer(i), "JSON" | "JSONB") => PgArg::Json((*i).into()),
+        (Value::Text(t), "TIMESTAMPTZ") => PgArg::Timestamptz(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|_| parse(t, "RFC 3339 timestamp"))?
+                .with_timezone(&chrono::Utc),
+        ),
+        (Value::Text(t), "TIMESTAMP") => PgArg::Timestamp(
+            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f"))
+                .map_err(|_| parse(t, "timestamp (YYYY-MM-DDTHH:MM:SS)"))?,
+        ),
+        (Value::Text(t), "DATE") => PgArg::Date(
+            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .map_err(|_| parse(t, "date (YYYY-MM-DD)"))?,
+        ),
+        (Value::Text(t), "TIME") => PgArg::Time(
+            chrono::NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
+                .map_err(|_| parse(t, "time (HH:MM:SS)"))?,
+        ),
+        (Value::Integer(_), _) => return Err(mismatch("an integer")),
+        (Value::Real(_), _) => return Err(mismatch("a real")),
+        (Value::Text(_), _) => return Err(mismatch("text")),
+        (Value::Blob(_), _) => return Err(mismatch("a blob")),
+    })
+}
+
+/// The value of column `i`, mapped as the module's table says.
+fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
+    let column = &row.columns()[i];
+    if row.try_get_raw(i).map_err(sql_error)?.is_null() {
+        return Ok(Value::Null);
+    }
+    let get = |e: sqlx::Error| sql_error(e);
+    let text = |s: String| Ok(Value::Text(s));
+    match column.type_info().name() {
+        "BOOL" => Ok(Value::Integer(row.try_get::<bool, _>(i).map_err(get)? as i64)),
+        "INT2" => Ok(Value::Integer(row.try_get::<i16, _>(i).map_err(get)?.into())),
+        "INT4" => Ok(Value::Integer(row.try_get::<i32, _>(i).map_err(get)?.into())),
+        "INT8" => Ok(Value::Integer(row.try_get::<i64, _>(i).map_err(get)?)),
+        "OID" => Ok(Value::Integer(
+            row.try_get::<sqlx::postgres::types::Oid, _>(i).map_err(get)?.0.into(),
+        )),
+        "FLOAT4" => Ok(Value::Real(row.try_get::<f32, _>(i).map_err(get)?.into())),
+        "FLOAT8" => Ok(Value::Real(row.try_get::<f64, _>(i).map_err(get)?)),
+        "NUMERIC" => text(row.try_get::<Decimal, _>(i).map_err(get)?.to_string()),
+        "BYTEA" => Ok(Value::Blob(row.try_get(i).map_err(get)?)),
+        "UUID" => text(row.try_get::<Uuid, _>(i).map_err(get)?.to_string()),
+        "JSON" | "JSONB" => text(
+            row.try_get::<sqlx::types::JsonValue, _>(i)
+                .map_err(get)?
+                .to_string(),
+        ),
+        "TIMESTAMPTZ" => text(
+            row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)
+                .map_err(get)?
+                .format("%Y-%m-%dT%H:%M:%S%.fZ")
+                .to_string(),
+        ),
+        "TIMESTAMP" => text(
+            row.try_get::<chrono::NaiveDateTime, _>(i)
+                .map_err(get)?
+                .format("%Y-%m-%dT%H:%M:%S%.f")
+                .to_string(),
+        ),
+        "DATE" => text(row.try_get::<chrono::NaiveDate, _>(i).map_err(get)?.to_string()),
+        "TIME" => text(row.try_get::<chrono::NaiveTime, _>(i).map_err(get)?.to_string()),
+        "INT2[]" | "INT4[]" | "INT8[]" => {
+            let values: Vec<i64> = match column.type_info().name() {
+                "INT2[]" => row
+                    .try_get::<Vec<i16>, _>(i)
+                    .map_err(get)?
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
+                "INT4[]" => row
+                    .try_get::<Vec<i32>, _>(i)
+                    .map_err(get)?
+                    .into_iter()
+                    .map(i64::from)
+                    .collect(),
+                _ => row.try_get(i).map_err(get)?,
+            };
+            text(serde_json::to_string(&values).unwrap_or_default())
+        }
+        "TEXT[]" | "VARCHAR[]" => {
+            let values: Vec<String> = row.try_get(i).map_err(get)?;
+            text(serde_json::to_string(&values).unwrap_or_default())
+        }
+        other => row.try_get::<String, _>(i).map(Value::Text).map_err(|_| {
+            SqlError::BadStatement(format!(
+                "column `{}` has the Postgres type {other}, which has no value mapping; cast it in the query, e.g. {}::text",
+                column.name(),
+                column.name()
+            ))
+        }),
+    }
+}
+
+/// The `sql.error` of a sqlx error.
+pub fn sql_error(error: sqlx::Error) -> SqlError {
+    use sqlx::error::ErrorKind;
+    match &error {
+        sqlx::Error::Database(db) => {
+            let message = db.message().to_owned();
+            match db.kind() {
+                ErrorKind::UniqueViolation
+                | ErrorKind::ForeignKeyViolation
+                | ErrorKind::NotNullViolation
+                | ErrorKind::CheckViolation => SqlError::Constraint(message),
+                _ => {
+                    let code = db.code().unwrap_or_default().into_owned();
+                    // Postgres SQLSTATE classes, then SQLite's result codes.
+                    if code.starts_with("42") || code.starts_with("22") || code.starts_with("0A") {
+                        SqlError::BadStatement(message)
+                    } else if code.starts_with("08")
+                        || code.starts_with("53")
+                        || code.starts_with("57")
+                        || code == "5"
+                        || code == "6"
+                    {
+                        SqlError::Unavailable(message)
+                    } else if code == "1" {
+                        // SQLITE_ERROR: syntax errors, unknown tables and columns.
+                        SqlError::BadStatement(message)
+                    } else {
+                        SqlError::Other(message)
+                    }
+                }
+            }
+        }
+        sqlx::Error::PoolTimedOut => SqlError::Unavailable(
+            "no database connection became free in time (the database is down or overloaded)"
+                .to_owned(),
+        ),
+        sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => SqlError::Unavailable(error.to_string()),
+        sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Encode(_)
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::TypeNotFound { .. } => SqlError::BadStatement(error.to_string()),
+        _ => SqlError::Other(error.to_string()),
+    }
+}
+
+/// The `connection` resource: a granted database. Each call borrows a
+/// pooled connection for its own length.
+pub struct Connection {
+    pub database: Arc<Database>,
+}

@@ -1,0 +1,907 @@
+//! The capabilities a plugin reaches by grant: sql on SQLite and on the
+//! machine's Postgres, kv, outbound HTTP, env and secrets, and plugin
+//! migrations, through the `fixtures/capabilities` component.
+
+use crate::harness::{Server, Site, client, component, config_with};
+use crate::upstream::Upstream;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The machine's Postgres (trust auth), database `test`.
+const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A table name no other test (or test run) uses.
+fn table(prefix: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Mounts the fixture as `name` with `sidecar`.
+fn mount(site: &Site, name: &str, sidecar: &str) {
+    site.put(&format!("{name}.toml"), sidecar);
+    site.put(&format!("{name}.wasm"), component("fixtures/capabilities"));
+}
+
+/// Sends a request to the plugin and returns the status and JSON body
+/// (`null` when the body is not JSON).
+async fn call(server: &Server, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut request = client().request(method, server.url(path));
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+async fn execute(
+    server: &Server,
+    plugin: &str,
+    db: &str,
+    sql: &str,
+    params: Value,
+) -> (u16, Value) {
+    call(
+        server,
+        "POST",
+        &format!("/{plugin}/sql/execute?db={db}"),
+        Some(json!({"sql": sql, "params": params})),
+    )
+    .await
+}
+
+async fn query(server: &Server, plugin: &str, db: &str, sql: &str, params: Value) -> (u16, Value) {
+    call(
+        server,
+        "POST",
+        &format!("/{plugin}/sql/query?db={db}"),
+        Some(json!({"sql": sql, "params": params})),
+    )
+    .await
+}
+
+async fn ok(result: (u16, Value)) -> Value {
+    assert_eq!(result.0, 200, "{}", result.1);
+    result.1
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_values_round_trip_with_numbered_placeholders() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"main\"]\n");
+    let server = site.serve(&[], &[]);
+    server.wait_serving("app").await;
+
+    ok(execute(
+        &server,
+        "app",
+        "main",
+        "CREATE TABLE kinds (i INTEGER, r REAL, t TEXT, b BLOB, n TEXT)",
+        json!([]),
+    )
+    .await)
+    .await;
+    // $2 before $1: the numbers, not the order of appearance, pick the value.
+    let inserted = ok(execute(
+        &server,
+        "app",
+        "main",
+        "INSERT INTO kinds (t, i, r, b, n) VALUES ($2, $1, $3, $4, $5)",
+        json!([
+            {"integer": -9007199254740993i64},
+            {"text": "héllo 'quoted'"},
+            {"real": 1.5},
+            {"blob": [0, 255, 7]},
+            null
+        ]),
+    )
+    .await)
+    .await;
+    assert_eq!(inserted, json!({"affected": 1}));
+
+    let rows = ok(query(
+        &server,
+        "app",
+        "main",
+        "SELECT i, r, t, b, n FROM kinds",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["columns"], json!(["i", "r", "t", "b", "n"]));
+    assert_eq!(
+        rows["rows"],
+        json!([[
+            {"integer": -9007199254740993i64},
+            {"real": 1.5},
+            {"text": "héllo 'quoted'"},
+            {"blob": [0, 255, 7]},
+            null
+        ]])
+    );
+    // The embedded database is a file in the data folder.
+    assert!(site.data().join("main.db").is_file());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_values_map_to_the_nearest_value() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+
+    let t = table("kinds");
+    ok(execute(
+        &server,
+        "app",
+        "pg",
+        &format!(
+            "CREATE TABLE {t} (flag BOOL, small INT2, num INT4, big INT8, f FLOAT8, price NUMERIC(12,3), \
+             name TEXT, code VARCHAR(8), data BYTEA, id UUID, doc JSONB, at TIMESTAMPTZ, local TIMESTAMP, \
+             day DATE, ints INT4[], tags TEXT[], missing TEXT)"
+        ),
+        json!([]),
+    )
+    .await)
+    .await;
+    // Text arrives typed by the column it goes to, as with an untyped literal.
+    ok(execute(
+        &server,
+        "app",
+        "pg",
+        &format!(
+            "INSERT INTO {t} (flag, small, num, big, f, price, name, code, data, id, doc, at, local, day, ints, tags, missing) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, ARRAY[1, 2, 3], ARRAY['a', 'b'], $15)"
+        ),
+        json!([
+            {"integer": 1},
+            {"integer": -32768},
+            {"integer": 2147483647},
+            {"integer": 9007199254740993i64},
+            {"real": 0.25},
+            {"text": "12345.678"},
+            {"text": "zoë"},
+            {"integer": 42},
+            {"blob": [1, 2, 3]},
+            {"text": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+            {"text": "{\"likes\": 3}"},
+            {"text": "2026-11-22T10:30:00+01:00"},
+            {"text": "2026-11-22T10:30:00"},
+            {"text": "2026-11-22"},
+            null
+        ]),
+    )
+    .await)
+    .await;
+    let rows = ok(query(
+        &server,
+        "app",
+        "pg",
+        &format!("SELECT * FROM {t} WHERE big = $1 AND flag = $2"),
+        json!([{"integer": 9007199254740993i64}, {"integer": 1}]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows["rows"][0],
+        json!([
+            {"integer": 1},
+            {"integer": -32768},
+            {"integer": 2147483647},
+            {"integer": 9007199254740993i64},
+            {"real": 0.25},
+            {"text": "12345.678"},
+            {"text": "zoë"},
+            {"text": "42"},
+            {"blob": [1, 2, 3]},
+            {"text": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+            {"text": "{\"likes\":3}"},
+            {"text": "2026-11-22T09:30:00Z"},
+            {"text": "2026-11-22T10:30:00"},
+            {"text": "2026-11-22"},
+            {"text": "[1,2,3]"},
+            {"text": "[\"a\",\"b\"]"},
+            null
+        ])
+    );
+
+    // A value that does not fit its placeholder says which and how to fix it.
+    let (status, body) = execute(
+        &server,
+        "app",
+        "pg",
+        &format!("INSERT INTO {t} (id) VALUES ($1)"),
+        json!([{"text": "not-a-uuid"}]),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "bad-statement");
+    assert!(body["message"].as_str().unwrap().contains("$1"), "{body}");
+
+    ok(execute(&server, "app", "pg", &format!("DROP TABLE {t}"), json!([])).await).await;
+}
+
+/// Runs the batch, constraint and bad-statement checks on database `db`.
+async fn batches_are_all_or_nothing(server: &Server, db: &str) {
+    let t = table("accounts");
+    ok(execute(
+        server,
+        "app",
+        db,
+        &format!("CREATE TABLE {t} (id INTEGER PRIMARY KEY, owner TEXT NOT NULL UNIQUE)"),
+        json!([]),
+    )
+    .await)
+    .await;
+    let insert = format!("INSERT INTO {t} (id, owner) VALUES ($1, $2)");
+    let (status, body) = call(
+        server,
+        "POST",
+        &format!("/app/sql/batch?db={db}"),
+        Some(json!({"statements": [
+            {"sql": insert, "params": [{"integer": 1}, {"text": "ada"}]},
+            {"sql": insert, "params": [{"integer": 2}, {"text": "bob"}]},
+        ]})),
+    )
+    .await;
+    assert_eq!((status, body), (200, json!({"affected": [1, 1]})));
+
+    // The second statement breaks the unique constraint: the first is undone.
+    let (status, body) = call(
+        server,
+        "POST",
+        &format!("/app/sql/batch?db={db}"),
+        Some(json!({"statements": [
+            {"sql": insert, "params": [{"integer": 3}, {"text": "cy"}]},
+            {"sql": insert, "params": [{"integer": 4}, {"text": "ada"}]},
+        ]})),
+    )
+    .await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"], "constraint");
+    let rows = ok(query(
+        server,
+        "app",
+        db,
+        &format!("SELECT id FROM {t} ORDER BY id"),
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["rows"], json!([[{"integer": 1}], [{"integer": 2}]]));
+
+    let (status, body) = execute(server, "app", db, &insert, json!([{"integer": 9}, null])).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("constraint")),
+        "{body}"
+    );
+    let (status, body) = query(server, "app", db, "SELEC nothing", json!([])).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("bad-statement")),
+        "{body}"
+    );
+    let (status, body) = query(
+        server,
+        "app",
+        db,
+        "SELECT * FROM no_such_table_here",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("bad-statement")),
+        "{body}"
+    );
+
+    ok(execute(server, "app", db, &format!("DROP TABLE {t}"), json!([])).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn batches_constraints_and_bad_statements_on_sqlite_and_postgres() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"main\", \"pg\"]\n");
+    let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    batches_are_all_or_nothing(&server, "main").await;
+    batches_are_all_or_nothing(&server, "pg").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_without_a_grant_return_not_granted() {
+    let site = Site::new();
+    mount(&site, "bare", "");
+    mount(
+        &site,
+        "some",
+        "[grants]\ndatabases = [\"main\", \"ghost\"]\n",
+    );
+    let server = site.serve(&[], &[]);
+    server.wait_serving("bare").await;
+    server.wait_serving("some").await;
+
+    let (status, body) = query(&server, "bare", "main", "SELECT 1", json!([])).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], "not-granted");
+    assert!(
+        body["message"].as_str().unwrap().contains("`main`"),
+        "{body}"
+    );
+    let (status, body) = call(&server, "GET", "/bare/kv/x", None).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (403, &json!("not-granted")),
+        "{body}"
+    );
+
+    // Granted but not configured: said so, with the table to add.
+    let (status, body) = query(&server, "some", "ghost", "SELECT 1", json!([])).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("[databases.ghost]"),
+        "{body}"
+    );
+    // Only the granted database is reachable.
+    let (status, _) = query(&server, "some", "other", "SELECT 1", json!([])).await;
+    assert_eq!(status, 403);
+    let rows = ok(query(&server, "some", "main", "SELECT 1 AS one", json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 1}]]));
+}
+
+/// A TCP forwarder in front of Postgres that can be taken down and up.
+struct Forwarder {
+    addr: SocketAddr,
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Forwarder {
+    async fn start(addr: SocketAddr) -> Forwarder {
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let spawned = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect("127.0.0.1:5432").await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                spawned.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        tasks.lock().unwrap().push(accept.abort_handle());
+        Forwarder { addr, tasks }
+    }
+
+    /// Closes the listener and every forwarded connection.
+    fn down(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_goes_down_gives_unavailable_quickly_and_comes_back() {
+    let forwarder = Forwarder::start("127.0.0.1:0".parse().unwrap()).await;
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    let config = config_with(&format!(
+        "[databases.pg]\nurl = \"postgres://postgres@{}/test\"\nacquire_timeout_ms = 1000\n",
+        forwarder.addr
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    let select = || query(&server, "app", "pg", "SELECT 41 + 1 AS answer", json!([]));
+    assert_eq!(ok(select().await).await["rows"], json!([[{"integer": 42}]]));
+
+    forwarder.down();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, body) = select().await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "unavailable");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "took {:?}",
+            started.elapsed()
+        );
+    }
+
+    let _back = Forwarder::start(forwarder.addr).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = select().await;
+        if status == 200 {
+            assert_eq!(body["rows"], json!([[{"integer": 42}]]));
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not recover: {body}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_namespaces_ttl_limits_and_listing() {
+    let site = Site::new();
+    mount(&site, "alpha", "[grants]\nkv = true\n");
+    mount(&site, "beta", "[grants]\nkv = true\n");
+    // Bodies up to 4 MiB reach the plugin, so the kv limit is the one hit.
+    let server = site.serve_config(&config_with("[limits]\nmax_body_bytes = 4194304\n"), &[]);
+    server.wait_serving("alpha").await;
+    server.wait_serving("beta").await;
+    let http = client();
+
+    for key in ["user:1", "user:2", "post:1"] {
+        let response = http
+            .put(server.url(&format!("/alpha/kv/{key}")))
+            .body(format!("value of {key}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+    }
+    let response = http
+        .get(server.url("/alpha/kv/user:1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "value of user:1");
+
+    // beta has a namespace of its own.
+    assert_eq!(call(&server, "GET", "/beta/kv/user:1", None).await.0, 404);
+    assert_eq!(
+        call(&server, "GET", "/beta/kv?prefix=", None).await.1,
+        json!([])
+    );
+    assert_eq!(
+        call(&server, "GET", "/alpha/kv?prefix=user:", None).await.1,
+        json!(["user:1", "user:2"])
+    );
+    assert_eq!(
+        call(&server, "GET", "/alpha/kv?prefix=&limit=1", None)
+            .await
+            .1,
+        json!(["post:1"])
+    );
+    assert_eq!(
+        call(&server, "DELETE", "/alpha/kv/post:1", None).await.1,
+        json!({"deleted": true})
+    );
+    assert_eq!(
+        call(&server, "DELETE", "/alpha/kv/post:1", None).await.1,
+        json!({"deleted": false})
+    );
+
+    // TTL: there, then gone.
+    let response = http
+        .put(server.url("/alpha/kv/session?ttl_ms=400"))
+        .body("s3cr3t")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(call(&server, "GET", "/alpha/kv/session", None).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(call(&server, "GET", "/alpha/kv/session", None).await.0, 404);
+    assert_eq!(
+        call(&server, "GET", "/alpha/kv?prefix=sess", None).await.1,
+        json!([])
+    );
+
+    // Limits, with the number in the message.
+    let response = http
+        .put(server.url("/alpha/kv/big"))
+        .body(vec![b'x'; (1 << 20) + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "too-large");
+    assert!(
+        body["message"].as_str().unwrap().contains("1048576"),
+        "{body}"
+    );
+    let long_key = "k".repeat(513);
+    let (status, body) = call(&server, "GET", &format!("/alpha/kv/{long_key}"), None).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (413, &json!("too-large")),
+        "{body}"
+    );
+}
+
+/// Fires `n` increments of 1 at once and checks none was lost.
+async fn increments_lose_nothing(server: &Server, plugin: &str) {
+    let key = table("counter");
+    let n = 200;
+    let tasks: Vec<_> = (0..n)
+        .map(|_| {
+            let url = server.url(&format!("/{plugin}/kv/{key}/increment?delta=1"));
+            tokio::spawn(async move {
+                let response = client().post(url).send().await.unwrap();
+                assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+                let body: Value = response.json().await.unwrap();
+                body["value"].as_i64().unwrap()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    // Every increment saw its own value: 1, 2, …, n.
+    assert_eq!(seen, (1..=n).collect::<Vec<i64>>());
+    let (_, body) = call(
+        server,
+        "POST",
+        &format!("/{plugin}/kv/{key}/increment?delta=-5"),
+        None,
+    )
+    .await;
+    assert_eq!(body, json!({"value": n - 5}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_increments_lose_no_update_on_sqlite_and_postgres() {
+    let site = Site::new();
+    mount(&site, "counter", "[grants]\nkv = true\n");
+    let server = site.serve(&[], &[]);
+    server.wait_serving("counter").await;
+    increments_lose_nothing(&server, "counter").await;
+    // A text value cannot be incremented, and says so.
+    client()
+        .put(server.url("/counter/kv/word"))
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = call(&server, "POST", "/counter/kv/word/increment", None).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("not an integer"),
+        "{body}"
+    );
+    drop(server);
+
+    // With Postgres as `main`, kv lives there.
+    let site = Site::new();
+    mount(&site, "counter", "[grants]\nkv = true\n");
+    let config = config_with(&format!("[databases.main]\nurl = \"{POSTGRES}\"\n"));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("counter").await;
+    increments_lose_nothing(&server, "counter").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_reaches_granted_origins_only() {
+    let upstream = Upstream::start("api").await;
+    let site = Site::new();
+    mount(
+        &site,
+        "caller",
+        &format!("[grants]\noutbound = [\"http://{}\"]\n", upstream.addr),
+    );
+    mount(&site, "sealed", "");
+    let server = site.serve(&[], &[]);
+    server.wait_serving("caller").await;
+    server.wait_serving("sealed").await;
+    let fetch = |plugin: &str, url: &str| {
+        let path = format!(
+            "/{plugin}/fetch?url={}",
+            percent_encoding::utf8_percent_encode(url, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let server = &server;
+        async move { call(server, "GET", &path, None).await }
+    };
+
+    let allowed = format!("http://{}/headers", upstream.addr);
+    let (status, body) = fetch("caller", &allowed).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], 200);
+    // Twice, on the pooled client.
+    assert_eq!(fetch("caller", &allowed).await.0, 200);
+
+    // Another port of the same host, the admin API, and a plugin with no
+    // grant: denied with the wasi:http code for it.
+    let admin = server.admin_url("/plugins");
+    for (plugin, url) in [
+        (
+            "caller",
+            format!("http://{}/", crate::upstream::dead_port()),
+        ),
+        ("caller", admin.clone()),
+        ("caller", format!("https://{}/", upstream.addr)),
+        ("sealed", allowed.clone()),
+    ] {
+        let (status, body) = fetch(plugin, &url).await;
+        assert_eq!(status, 502, "{plugin} {url}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("HttpRequestDenied"),
+            "{plugin} {url}: {body}"
+        );
+    }
+    server.wait_log("outbound request denied", Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_grants_expose_named_variables_and_secrets_only() {
+    let site = Site::new();
+    std::fs::write(site.dir.path().join("token.txt"), "tok-from-file\n").unwrap();
+    mount(
+        &site,
+        "app",
+        "[grants]\nenv = [\"API_TOKEN\", \"GH_VISIBLE\", \"STRIPE_KEY\"]\n",
+    );
+    let config = config_with(
+        "[secrets]\nAPI_TOKEN = { file = \"token.txt\" }\nSTRIPE_KEY = { env = \"GH_STRIPE_SOURCE\" }\n",
+    );
+    let server = site.serve_config(
+        &config,
+        &[
+            ("GH_VISIBLE", "shown"),
+            ("GH_HIDDEN", "never"),
+            ("GH_STRIPE_SOURCE", "sk_test_1"),
+        ],
+    );
+    server.wait_serving("app").await;
+    let server = &server;
+    let text = |path: &'static str| async move {
+        let response = client().get(server.url(path)).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(
+        text("/app/env/API_TOKEN").await,
+        (200, "tok-from-file".into())
+    );
+    assert_eq!(text("/app/env/GH_VISIBLE").await, (200, "shown".into()));
+    assert_eq!(text("/app/env/STRIPE_KEY").await, (200, "sk_test_1".into()));
+    assert_eq!(text("/app/env/GH_HIDDEN").await.0, 404);
+    assert_eq!(text("/app/env/GH_STRIPE_SOURCE").await.0, 404);
+    assert_eq!(text("/app/env/PATH").await.0, 404);
+}
+
+#[tokio::test]
+async fn a_secret_that_cannot_be_read_stops_the_start_with_its_name() {
+    let site = Site::new();
+    let config = config_with("[secrets]\nDB_PASSWORD = { env = \"GH_NOT_SET_ANYWHERE\" }\n");
+    let file = site.dir.path().join("gatehouse.toml");
+    std::fs::write(&file, config).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env_remove("GH_NOT_SET_ANYWHERE")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("DB_PASSWORD") && stderr.contains("GH_NOT_SET_ANYWHERE"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old_version() {
+    let site = Site::new();
+    let migrations = site.dir.path().join("notes-migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_notes.sql"),
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+    )
+    .unwrap();
+    let sidecar =
+        "[grants]\ndatabases = [\"main\"]\n[migrations]\npath = \"../notes-migrations\"\n";
+    mount(&site, "notes", sidecar);
+    // A second plugin numbering its migrations from 1 too: its own history.
+    let other = site.dir.path().join("tags-migrations");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(
+        other.join("0001_tags.sql"),
+        "CREATE TABLE tags (name TEXT PRIMARY KEY);",
+    )
+    .unwrap();
+    mount(
+        &site,
+        "tags",
+        "[grants]\ndatabases = [\"main\"]\n[migrations]\npath = \"../tags-migrations\"\n",
+    );
+    let server = site.serve(&[], &[]);
+    let first = server.wait_serving("notes").await;
+    server.wait_serving("tags").await;
+    ok(execute(
+        &server,
+        "notes",
+        "main",
+        "INSERT INTO notes (body) VALUES ($1)",
+        json!([{"text": "one"}]),
+    )
+    .await)
+    .await;
+    ok(query(&server, "tags", "main", "SELECT * FROM tags", json!([])).await).await;
+
+    // A broken migration: the load fails, nothing of it stays, and the
+    // version that was serving keeps serving.
+    std::fs::write(
+        migrations.join("0002_broken.sql"),
+        "ALTER TABLE notes ADD COLUMN color TEXT; CREATE TABLE oops (;",
+    )
+    .unwrap();
+    site.put("notes.toml", format!("{sidecar}# touched\n"));
+    let failed = server
+        .wait_plugin("notes", Duration::from_secs(60), |s| {
+            !s["last_error"].is_null()
+        })
+        .await;
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(error.contains("0002_broken"), "{error}");
+    assert_eq!(failed["state"], "serving");
+    assert_eq!(failed["loaded_at"], first["loaded_at"]);
+    let (status, body) = query(
+        &server,
+        "notes",
+        "main",
+        "SELECT color FROM notes",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("bad-statement")),
+        "{body}"
+    );
+
+    // Fixed: applied once, and the data of the first stays.
+    std::fs::write(
+        migrations.join("0002_broken.sql"),
+        "ALTER TABLE notes ADD COLUMN color TEXT;",
+    )
+    .unwrap();
+    site.put("notes.toml", format!("{sidecar}# fixed\n"));
+    server
+        .wait_plugin("notes", Duration::from_secs(60), |s| {
+            s["last_error"].is_null()
+        })
+        .await;
+    let rows = ok(query(
+        &server,
+        "notes",
+        "main",
+        "SELECT body, color FROM notes",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["rows"], json!([[{"text": "one"}, null]]));
+    let history = ok(query(
+        &server,
+        "notes",
+        "main",
+        "SELECT plugin, version FROM gatehouse_plugin_migrations ORDER BY plugin, version",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        history["rows"],
+        json!([
+            [{"text": "notes"}, {"integer": 1}],
+            [{"text": "notes"}, {"integer": 2}],
+            [{"text": "tags"}, {"integer": 1}]
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_reload_adds_databases_and_reads_secrets_again() {
+    let site = Site::new();
+    let token = site.dir.path().join("token.txt");
+    std::fs::write(&token, "first").unwrap();
+    mount(
+        &site,
+        "app",
+        "[grants]\ndatabases = [\"extra\"]\nenv = [\"TOKEN\"]\n",
+    );
+    let secrets = "[secrets]\nTOKEN = { file = \"token.txt\" }\n";
+    let server = site.serve_config(&config_with(secrets), &[]);
+    server.wait_serving("app").await;
+    let (status, body) = query(&server, "app", "extra", "SELECT 1", json!([])).await;
+    assert_eq!(status, 403, "{body}");
+    server.wait_log(
+        "granted database `extra` is not configured",
+        Duration::from_secs(5),
+    );
+
+    std::fs::write(&token, "second").unwrap();
+    std::fs::write(
+        site.dir.path().join("gatehouse.toml"),
+        config_with(&format!(
+            "{secrets}[databases.extra]\nurl = \"sqlite://extra.db\"\n"
+        )),
+    )
+    .unwrap();
+    server.wait_log("config reloaded", Duration::from_secs(10));
+    let rows = ok(query(&server, "app", "extra", "SELECT 2 AS two", json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 2}]]));
+    // Relative to the config file's folder.
+    assert!(site.dir.path().join("extra.db").is_file());
+    let response = client()
+        .get(server.url("/app/env/TOKEN"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.text().await.unwrap(), "second");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_folder_ships_its_migrations() {
+    let site = Site::new();
+    let source = site.plugins().join("stocked");
+    crate::hot_swap::copy_dir(&crate::harness::repo().join("plugins/demo/hello"), &source);
+    std::fs::create_dir(source.join("migrations")).unwrap();
+    std::fs::write(
+        source.join("migrations/0001_stock.sql"),
+        "CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, count INTEGER NOT NULL);",
+    )
+    .unwrap();
+    site.put("stocked.toml", "[grants]\ndatabases = [\"main\"]\n");
+    mount(&site, "reader", "[grants]\ndatabases = [\"main\"]\n");
+    // The same data folder as the other source-plugin test: its build
+    // folder already holds the compiled dependencies.
+    let data = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("source-plugin-data");
+    let server = site.serve(&["--data", data.to_str().unwrap()], &[]);
+    server
+        .wait_plugin("stocked", Duration::from_secs(300), |p| {
+            p["state"] == "serving"
+        })
+        .await;
+    server.wait_serving("reader").await;
+    ok(query(
+        &server,
+        "reader",
+        "main",
+        "SELECT count(*) AS n FROM stock",
+        json!([]),
+    )
+    .await)
+    .await;
+    let history = ok(query(
+        &server,
+        "reader",
+        "main",
+        "SELECT version, description FROM gatehouse_plugin_migrations WHERE plugin = $1",
+        json!([{"text": "stocked"}]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        history["rows"],
+        json!([[{"integer": 1}, {"text": "stock"}]])
+    );
+}
