@@ -74,7 +74,7 @@ async fn http2_cleartext_is_served() {
 #[tokio::test]
 async fn sidecar_routes_replace_the_default_mount() {
     let site = Site::new();
-    site.put("home.wasm", component("demo/home"));
+    site.put("home.wasm", component("fixtures/home"));
     site.put("home.toml", "routes = [\"/\", \"/about\"]\n");
     site.put("api.wasm", component("demo/hello"));
     site.put(

@@ -31,7 +31,10 @@ pub async fn handle<B>(server: &Server, request: Request<B>) -> Response<Body> {
                 .collect();
             json(&pools)
         }
-        "/stats" => json(&serde_json::json!({ "edge": &*server.firewall.load().stats })),
+        "/stats" => json(&serde_json::json!({
+            "edge": &*server.firewall.load().stats,
+            "realtime": { "connections": server.mounts.provisions().load().realtime.connections() },
+        })),
         _ => text(
             StatusCode::NOT_FOUND,
             format!("no admin endpoint {path}; try {ENDPOINTS}"),

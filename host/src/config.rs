@@ -37,6 +37,8 @@ pub struct Config {
     /// Secret values for plugins, read from env vars or files; plugins see
     /// them through `[grants] env`.
     pub secrets: BTreeMap<String, SecretSource>,
+    /// Limits on WebSocket and event-stream connections.
+    pub realtime: RealtimeConfig,
 }
 
 impl Default for Config {
@@ -53,6 +55,7 @@ impl Default for Config {
             routes: Vec::new(),
             databases: BTreeMap::new(),
             secrets: BTreeMap::new(),
+            realtime: RealtimeConfig::default(),
         }
     }
 }
@@ -296,6 +299,39 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[realtime]`: limits on the WebSocket and event-stream connections the
+/// host keeps for plugins.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RealtimeConfig {
+    /// The largest message, in bytes, either way (a bigger one from a client
+    /// closes its WebSocket with 1009).
+    pub max_message_bytes: usize,
+    /// Messages a client may send per second, on average; beyond `burst`
+    /// its WebSocket is closed with 1008.
+    pub messages_per_second: u32,
+    /// Messages a client may send at once.
+    pub burst: u32,
+    /// An idle connection is pinged this often (an event stream gets a
+    /// comment); a WebSocket that answers nothing for two intervals is closed.
+    pub ping_interval_ms: u64,
+    /// Messages queued for one connection; a client that falls this far
+    /// behind is disconnected.
+    pub queue: usize,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            max_message_bytes: 64 << 10,
+            messages_per_second: 20,
+            burst: 40,
+            ping_interval_ms: 30_000,
+            queue: 256,
+        }
+    }
+}
+
 /// `[admin]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -471,6 +507,17 @@ impl Config {
         }
         if !(16_384..=16_777_215).contains(&self.limits.h2_max_frame_size) {
             return Err("[limits] h2_max_frame_size must be between 16384 and 16777215".to_owned());
+        }
+        let realtime = &self.realtime;
+        if realtime.max_message_bytes == 0
+            || realtime.messages_per_second == 0
+            || realtime.burst == 0
+            || realtime.queue == 0
+        {
+            return Err("[realtime] max_message_bytes, messages_per_second, burst and queue must be above 0".to_owned());
+        }
+        if realtime.ping_interval_ms < 100 {
+            return Err("[realtime] ping_interval_ms must be at least 100".to_owned());
         }
         crate::router::check_routes(&self.routes)?;
         for (name, database) in &self.databases {
@@ -864,6 +911,8 @@ pub struct Grants {
     pub databases: Vec<String>,
     /// Whether the plugin may use the key-value store.
     pub kv: bool,
+    /// Whether the plugin may use realtime connections and channels.
+    pub realtime: bool,
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@
 //!   upstream pool ([`proxy`]), a folder ([`static_files`]) or a redirect.
 //! - [`plugin`]: the wasm runtime; the drop-in folder, hot swap, one
 //!   fresh instance per request under a deadline and a memory cap.
+//! - [`websocket`] and [`event_stream`]: the connections a plugin handles
+//!   as events, kept open by the host.
 //! - [`capability`]: what a plugin may touch, by grant.
 //!
 //! Beside the path: [`site`] (the listeners and routes of the current
@@ -24,6 +26,7 @@ pub mod admin;
 pub mod capability;
 pub mod config;
 pub mod error;
+pub mod event_stream;
 pub mod filters;
 pub mod firewall;
 pub mod listener;
@@ -36,6 +39,7 @@ pub mod shutdown;
 pub mod site;
 pub mod static_files;
 pub mod tls;
+pub mod websocket;
 
 use arc_swap::ArcSwap;
 use config::{Config, Loader};

@@ -351,6 +351,22 @@ async fn dispatch(
         match &answer {
             Action::Plugin(_) => {
                 let plugin = plugin.expect("looked up above");
+                if plugin.handles_connections() {
+                    if crate::websocket::is_upgrade(&request) {
+                        return crate::websocket::accept(
+                            plugin,
+                            with_client(request, client, connection),
+                        )
+                        .await;
+                    }
+                    if crate::event_stream::is_request(&request) {
+                        return crate::event_stream::accept(
+                            plugin,
+                            with_client(request, client, connection),
+                        )
+                        .await;
+                    }
+                }
                 let request = match plugin_body(request, limit, &firewall).await {
                     Ok(request) => request,
                     Err(response) => return response,
@@ -406,20 +422,13 @@ fn label(action: &Action) -> &str {
 /// Runs a plugin for a request and turns its failure into an answer.
 async fn invoke(
     plugin: &Arc<crate::plugin::Plugin>,
-    mut request: PluginRequest,
+    request: PluginRequest,
     client: IpAddr,
     connection: Connection,
     method: &http::Method,
     path: &str,
 ) -> Response<Body> {
-    let headers = request.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
-        headers.insert("x-real-ip", value);
-    }
-    headers.insert(
-        "x-forwarded-proto",
-        HeaderValue::from_static(if connection.tls { "https" } else { "http" }),
-    );
+    let request = with_client(request, client, connection);
     match plugin.invoke(request).await {
         Ok(response) => {
             response.map(|body| body.map_err(|e| Box::new(e) as BoxError).boxed_unsync())
@@ -432,6 +441,19 @@ async fn invoke(
             )
         }
     }
+}
+
+/// Tells a plugin who the client is: `X-Real-IP` and `X-Forwarded-Proto`.
+fn with_client<B>(mut request: Request<B>, client: IpAddr, connection: Connection) -> Request<B> {
+    let headers = request.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&client.to_string()) {
+        headers.insert("x-real-ip", value);
+    }
+    headers.insert(
+        "x-forwarded-proto",
+        HeaderValue::from_static(if connection.tls { "https" } else { "http" }),
+    );
+    request
 }
 
 /// The host a request was sent to, without port, from the URI (HTTP/2) or

@@ -5,6 +5,8 @@
 //! - [`sql`]: the database pools (`gatehouse:plugin/sql`).
 //! - [`kv`]: the per-plugin key-value store (`gatehouse:plugin/kv`).
 //! - [`migrations`]: the host's schema and each plugin's migrations.
+//! - [`realtime`]: WebSocket and event-stream connections and their
+//!   channels (`gatehouse:plugin/realtime`).
 //! - [`outbound`]: outgoing HTTP to granted origins (`wasi:http`).
 //! - [`env`] and [`secrets`]: granted env vars (`wasi:cli/environment`).
 
@@ -22,6 +24,7 @@ pub mod env;
 pub mod kv;
 pub mod migrations;
 pub mod outbound;
+pub mod realtime;
 pub mod secrets;
 pub mod sql;
 
@@ -33,8 +36,9 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 pub mod bindings {
     wasmtime::component::bindgen!({
         path: "../wit",
-        world: "gatehouse:plugin/capabilities",
+        world: "gatehouse:plugin/events",
         imports: { default: async | trappable },
+        exports: { default: async },
         with: {
             "gatehouse:plugin/sql.connection": super::sql::Connection,
         },
@@ -42,7 +46,7 @@ pub mod bindings {
     });
 }
 
-use bindings::gatehouse::plugin::{kv as kv_wit, sql as sql_wit};
+use bindings::gatehouse::plugin::{kv as kv_wit, realtime as realtime_wit, sql as sql_wit};
 
 /// The host's side of every capability: the pools and the secrets of the
 /// current config, swapped as a whole when the config is reloaded.
@@ -50,6 +54,8 @@ use bindings::gatehouse::plugin::{kv as kv_wit, sql as sql_wit};
 pub struct Provisions {
     pub databases: Arc<sql::Databases>,
     pub secrets: Arc<secrets::Secrets>,
+    /// The realtime connections: one hub for the life of the process.
+    pub realtime: Arc<realtime::Hub>,
 }
 
 impl Provisions {
@@ -66,6 +72,13 @@ impl Provisions {
                 current.map(|c| &*c.databases),
             )?),
             secrets: Arc::new(secrets::Secrets::load(&config.secrets)?),
+            realtime: match current {
+                Some(current) => {
+                    current.realtime.set_limits(config.realtime.clone());
+                    current.realtime.clone()
+                }
+                None => Arc::new(realtime::Hub::new(config.realtime.clone())),
+            },
         })
     }
 
@@ -109,6 +122,8 @@ pub struct Granted {
     pub databases: Arc<[String]>,
     /// Whether it may use kv.
     pub kv: bool,
+    /// Whether it may use realtime connections and channels.
+    pub realtime: bool,
 }
 
 /// The capabilities an instance holds: its grants and the host's pools as
@@ -116,6 +131,7 @@ pub struct Granted {
 pub struct Held {
     pub granted: Granted,
     pub databases: Arc<sql::Databases>,
+    pub realtime: realtime::Realtime,
 }
 
 impl Held {
@@ -133,7 +149,7 @@ impl Held {
 /// Adds every capability interface to the linker, granted or not: a call
 /// without a grant fails with `not-granted`, the link never does.
 pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
-    bindings::Capabilities::add_to_linker::<Sandbox, HasSelf<Sandbox>>(linker, |sandbox| sandbox)
+    bindings::Events::add_to_linker::<Sandbox, HasSelf<Sandbox>>(linker, |sandbox| sandbox)
 }
 
 impl sql_wit::Host for Sandbox {}
@@ -246,5 +262,48 @@ impl kv_wit::Host for Sandbox {
             Ok(store) => store.list_keys(&prefix, limit).await,
             Err(e) => Err(e),
         })
+    }
+}
+
+impl realtime_wit::Host for Sandbox {
+    async fn send(
+        &mut self,
+        connection: u64,
+        message: realtime_wit::Message,
+    ) -> wasmtime::Result<Result<(), realtime_wit::Error>> {
+        Ok(self.capabilities.realtime.send(connection, message))
+    }
+
+    async fn subscribe(
+        &mut self,
+        connection: u64,
+        channel: String,
+    ) -> wasmtime::Result<Result<(), realtime_wit::Error>> {
+        Ok(self.capabilities.realtime.subscribe(connection, &channel))
+    }
+
+    async fn unsubscribe(
+        &mut self,
+        connection: u64,
+        channel: String,
+    ) -> wasmtime::Result<Result<(), realtime_wit::Error>> {
+        Ok(self.capabilities.realtime.unsubscribe(connection, &channel))
+    }
+
+    async fn publish(
+        &mut self,
+        channel: String,
+        message: realtime_wit::Message,
+    ) -> wasmtime::Result<Result<u32, realtime_wit::Error>> {
+        Ok(self.capabilities.realtime.publish(&channel, message))
+    }
+
+    async fn close(
+        &mut self,
+        connection: u64,
+        code: u16,
+        reason: String,
+    ) -> wasmtime::Result<Result<(), realtime_wit::Error>> {
+        Ok(self.capabilities.realtime.close(connection, code, reason))
     }
 }

@@ -69,22 +69,8 @@ impl Plugin {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
-        let limits = &self.sidecar.limits;
-        let deadline = Instant::now() + Duration::from_millis(limits.timeout_ms);
-        let mut store = Store::new(self.pre.engine(), self.sandbox());
-        store.limiter(|sandbox| &mut sandbox.limits);
-        // Every epoch tick the guest yields to the scheduler, so a looping
-        // plugin never holds a worker thread; past the deadline it traps.
-        store.set_epoch_deadline(1);
+        let (mut store, deadline) = self.store();
         let std_deadline = deadline.into_std();
-        store.epoch_deadline_callback(move |_| {
-            if std::time::Instant::now() >= std_deadline {
-                Err(wasmtime::format_err!("deadline exceeded"))
-            } else {
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let mut http = store.data_mut().http();
         let req = http
@@ -95,7 +81,7 @@ impl Plugin {
             .map_err(|e| Failure::Unavailable(format!("{e:#}")))?;
 
         let pre = self.pre.clone();
-        let timeout_ms = limits.timeout_ms;
+        let timeout_ms = self.sidecar.limits.timeout_ms;
         let task = tokio::spawn(async move {
             let run = async {
                 let proxy = pre
@@ -132,6 +118,26 @@ impl Plugin {
         }
     }
 
+    /// A store for one fresh instance, under the plugin's memory cap and
+    /// wall-clock deadline, and that deadline.
+    pub(super) fn store(&self) -> (Store<Sandbox>, Instant) {
+        let deadline = Instant::now() + Duration::from_millis(self.sidecar.limits.timeout_ms);
+        let mut store = Store::new(self.pre.engine(), self.sandbox());
+        store.limiter(|sandbox| &mut sandbox.limits);
+        // Every epoch tick the guest yields to the scheduler, so a looping
+        // plugin never holds a worker thread; past the deadline it traps.
+        store.set_epoch_deadline(1);
+        let std_deadline = deadline.into_std();
+        store.epoch_deadline_callback(move |_| {
+            if std::time::Instant::now() >= std_deadline {
+                Err(wasmtime::format_err!("deadline exceeded"))
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+        (store, deadline)
+    }
+
     /// The sandbox of one instance: granted environment only, no preopened
     /// folders, no sockets, outbound HTTP by policy, memory capped.
     fn sandbox(&self) -> Sandbox {
@@ -160,6 +166,11 @@ impl Plugin {
             capabilities: crate::capability::Held {
                 granted: self.granted.clone(),
                 databases: provisions.databases.clone(),
+                realtime: crate::capability::realtime::Realtime {
+                    plugin: self.granted.plugin.clone(),
+                    granted: self.granted.realtime,
+                    hub: provisions.realtime.clone(),
+                },
             },
         }
     }

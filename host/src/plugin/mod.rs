@@ -4,11 +4,13 @@
 //! - [`runtime`]: the engine, linker, epoch ticker and compiled-code cache.
 //! - [`sandbox`]: what one instance's store holds (and so can reach).
 //! - [`invoke`]: one request through a fresh instance, under its limits.
+//! - [`events`]: one WebSocket or event-stream event through a fresh instance.
 //! - [`source`]: building plugin source folders into components.
 //! - [`folder`]: what the drop-in folder holds.
 //! - [`mounts`]: the mounted set, swapped atomically, and its status.
 //! - [`watch`]: the folder watcher that keeps the mounted set current.
 
+pub mod events;
 pub mod folder;
 pub mod invoke;
 pub mod mounts;
@@ -53,6 +55,8 @@ pub struct Plugin {
     pub provisions: std::sync::Arc<arc_swap::ArcSwap<crate::capability::Provisions>>,
     /// The pre-linked component: instantiating it per request is cheap.
     pub pre: ProxyPre<Sandbox>,
+    /// Its `websocket-handler` export, if it handles connections.
+    pub events: Option<events::Handler>,
     /// When this version was mounted.
     pub loaded_at: SystemTime,
     /// Whether its compiled code came from the cache.

@@ -50,6 +50,9 @@ pub struct Report {
     pub source: Option<Origin>,
     pub loaded_at: Option<String>,
     pub compiled: Option<super::runtime::Compiled>,
+    /// Whether it exports `websocket-handler` (WebSockets and event streams).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handles_connections: Option<bool>,
     pub last_error: Option<String>,
     pub failed_at: Option<String>,
 }
@@ -239,11 +242,12 @@ impl Mounts {
             let sha256 = sha256_hex(&wasm);
             let (component, compiled) = runtime.compile(&name, &wasm, &sha256)?;
             let pre = runtime.prepare(&name, &component)?;
-            Ok::<_, Error>((sha256, compiled, pre))
+            let events = super::events::handler_of(&pre);
+            Ok::<_, Error>((sha256, compiled, pre, events))
         })
         .await
         .map_err(|e| Error::plugin(&entry.name, format!("the compile task failed: {e}")))?;
-        let (sha256, compiled, pre) = compiled?;
+        let (sha256, compiled, pre, events) = compiled?;
         self.migrate(entry, &sidecar).await?;
         let provisions = self.provisions.load();
         for name in capability::env::missing(&sidecar.grants.env, &provisions.secrets) {
@@ -263,6 +267,7 @@ impl Mounts {
                 plugin: entry.name.as_str().into(),
                 databases: sidecar.grants.databases.clone().into(),
                 kv: sidecar.grants.kv,
+                realtime: sidecar.grants.realtime,
             },
             outbound: capability::outbound::Grant::new(&sidecar.grants.outbound, self.admin),
             provisions: self.provisions.clone(),
@@ -271,6 +276,7 @@ impl Mounts {
             sha256,
             sidecar,
             pre,
+            events,
             loaded_at: SystemTime::now(),
             compiled,
         })
@@ -402,6 +408,7 @@ impl Mounts {
                     loaded_at: plugin
                         .map(|p| humantime::format_rfc3339_millis(p.loaded_at).to_string()),
                     compiled: plugin.map(|p| p.compiled),
+                    handles_connections: plugin.map(|p| p.handles_connections()),
                     last_error: status.last_error.clone(),
                     failed_at: status
                         .failed_at

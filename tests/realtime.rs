@@ -1,0 +1,348 @@
+//! WebSockets and event streams handled by plugins, and the realtime
+//! channels, through the `fixtures/realtime` component on real sockets.
+
+use crate::harness::{Server, Site, client, component, config_with};
+use futures_util::{SinkExt, StreamExt};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+const GRANTED: &str = "[grants]\nrealtime = true\n";
+
+/// Serves the fixture as `rt` (and as `other` too, with `other`), under
+/// the extra host config `extra`.
+async fn start(extra: &str, other: bool) -> (Site, Server) {
+    let site = Site::new();
+    site.put("rt.toml", GRANTED);
+    site.put("rt.wasm", component("fixtures/realtime"));
+    if other {
+        site.put("other.toml", GRANTED);
+        site.put("other.wasm", component("fixtures/realtime"));
+    }
+    let server = site.serve_config(&config_with(extra), &[]);
+    server.wait_serving("rt").await;
+    if other {
+        server.wait_serving("other").await;
+    }
+    (site, server)
+}
+
+async fn connect(server: &Server, path: &str) -> Socket {
+    let url = format!("ws://{}{path}", server.addr);
+    let (socket, response) = tokio_tungstenite::connect_async(&url)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to {url}: {e}"));
+    assert_eq!(response.status(), 101);
+    socket
+}
+
+/// The next text message, skipping pings; panics after five seconds.
+async fn next_text(socket: &mut Socket) -> String {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("a message within 5 s")
+            .expect("the socket is open")
+            .expect("a frame");
+        match frame {
+            Message::Text(text) => return text.as_str().to_owned(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// Connects and reads the welcome; returns the socket and its connection id.
+async fn joined(server: &Server, path: &str) -> (Socket, u64) {
+    let mut socket = connect(server, path).await;
+    let welcome = next_text(&mut socket).await;
+    let id = welcome
+        .strip_prefix("welcome ")
+        .unwrap_or_else(|| panic!("expected a welcome, got {welcome}"))
+        .parse()
+        .unwrap();
+    (socket, id)
+}
+
+/// The close frame the server ends with.
+async fn close_frame(socket: &mut Socket) -> (CloseCode, String) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), socket.next())
+            .await
+            .expect("the server closes within 5 s")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => {
+                return (frame.code, frame.reason.as_str().to_owned());
+            }
+            Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                panic!("the connection ended without a close frame")
+            }
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+async fn post(server: &Server, path: &str, body: &str) -> (u16, String) {
+    let response = client()
+        .post(server.url(path))
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_lives_through_open_messages_and_close() {
+    let (_site, server) = start("", false).await;
+    let (mut watcher, _) = joined(&server, "/rt/ws?channel=closed").await;
+    let (mut socket, id) = joined(&server, "/rt/ws").await;
+
+    socket.send(Message::text("echo:hello")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "hello");
+    socket.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    let echoed = socket.next().await.unwrap().unwrap();
+    assert_eq!(echoed.into_data().as_ref(), &[1u8, 2, 3]);
+
+    // The plugin closes it with its own code; on-close tells the watcher.
+    socket.send(Message::text("close")).await.unwrap();
+    let (code, reason) = close_frame(&mut socket).await;
+    assert_eq!((u16::from(code), reason.as_str()), (4000, "bye"));
+    assert_eq!(next_text(&mut watcher).await, format!("closed {id} 4000"));
+
+    // A client that closes gets on-close with its code.
+    let (mut socket, id) = joined(&server, "/rt/ws").await;
+    socket.close(None).await.unwrap();
+    assert_eq!(next_text(&mut watcher).await, format!("closed {id} 1005"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_open_may_refuse_a_connection() {
+    let (_site, server) = start("", false).await;
+    let url = format!("ws://{}/rt/ws?reject=1", server.addr);
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403);
+            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
+                .into_owned();
+            assert!(body.contains("refused by the plugin"), "{body}");
+        }
+        other => panic!("expected 403, got {other:?}"),
+    }
+    // The host keeps serving connections that are accepted.
+    let (mut socket, _) = joined(&server, "/rt/ws").await;
+    socket.send(Message::text("echo:still here")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "still here");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_from_http_fans_out_to_every_subscriber() {
+    let (_site, server) = start("", false).await;
+    let mut sockets = Vec::new();
+    for _ in 0..50 {
+        sockets.push(joined(&server, "/rt/ws?channel=news").await.0);
+    }
+    let (mut elsewhere, _) = joined(&server, "/rt/ws?channel=sports").await;
+
+    assert_eq!(
+        post(&server, "/rt/publish/news", "extra!").await,
+        (200, "50".into())
+    );
+    for socket in &mut sockets {
+        assert_eq!(next_text(socket).await, "extra!");
+    }
+    // One connection by id, from an HTTP handler.
+    let (mut one, id) = joined(&server, "/rt/ws").await;
+    assert_eq!(
+        post(&server, &format!("/rt/send/{id}"), "just you").await.0,
+        200
+    );
+    assert_eq!(next_text(&mut one).await, "just you");
+
+    // A socket publishes to the channel of others.
+    elsewhere
+        .send(Message::text("publish:news:from a socket"))
+        .await
+        .unwrap();
+    for socket in &mut sockets {
+        assert_eq!(next_text(socket).await, "from a socket");
+    }
+
+    // Closed connections leave their channels.
+    for mut socket in sockets.drain(..) {
+        socket.close(None).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, reached) = post(&server, "/rt/publish/news", "anyone?").await;
+        if reached == "0" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {reached} subscribers"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_and_connections_belong_to_their_plugin() {
+    let (_site, server) = start("", true).await;
+    let (mut mine, id) = joined(&server, "/rt/ws?channel=news").await;
+    // The other plugin's channel of the same name is another channel.
+    assert_eq!(
+        post(&server, "/other/publish/news", "spoof").await,
+        (200, "0".into())
+    );
+    // And it cannot reach this plugin's connection by id.
+    let (status, body) = post(&server, &format!("/other/send/{id}"), "spoof").await;
+    assert_eq!(status, 409);
+    assert!(body.contains("NoSuchConnection"), "{body}");
+    assert_eq!(
+        post(&server, "/rt/publish/news", "real").await,
+        (200, "1".into())
+    );
+    assert_eq!(next_text(&mut mine).await, "real");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn realtime_needs_a_grant() {
+    let site = Site::new();
+    site.put("rt.wasm", component("fixtures/realtime"));
+    let server = site.serve_config(&config_with(""), &[]);
+    server.wait_serving("rt").await;
+    let (status, body) = post(&server, "/rt/publish/news", "x").await;
+    assert_eq!(status, 409);
+    assert!(
+        body.contains("NotGranted") && body.contains("realtime = true"),
+        "{body}"
+    );
+    // on-open's subscribe fails, and the plugin refuses the connection.
+    let url = format!("ws://{}/rt/ws?channel=news", server.addr);
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 500)
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn message_size_and_rate_are_limited() {
+    let (_site, server) = start(
+        "[realtime]\nmax_message_bytes = 1024\nmessages_per_second = 2\nburst = 3\n",
+        false,
+    )
+    .await;
+    let (mut watcher, _) = joined(&server, "/rt/ws?channel=closed").await;
+
+    let (mut socket, id) = joined(&server, "/rt/ws").await;
+    socket
+        .send(Message::text(format!("echo:{}", "x".repeat(2000))))
+        .await
+        .unwrap();
+    let (code, reason) = close_frame(&mut socket).await;
+    assert_eq!(code, CloseCode::Size);
+    assert!(reason.contains("1024"), "{reason}");
+    assert_eq!(next_text(&mut watcher).await, format!("closed {id} 1009"));
+
+    let (mut socket, id) = joined(&server, "/rt/ws").await;
+    for i in 0..10 {
+        if socket
+            .send(Message::text(format!("echo:{i}")))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let (code, reason) = close_frame(&mut socket).await;
+    assert_eq!(code, CloseCode::Policy);
+    assert!(reason.contains("messages per second"), "{reason}");
+    assert_eq!(next_text(&mut watcher).await, format!("closed {id} 1008"));
+
+    // A plugin cannot send more than the limit either.
+    let (mut socket, id) = joined(&server, "/rt/ws").await;
+    let (status, body) = post(&server, &format!("/rt/send/{id}"), &"y".repeat(2000)).await;
+    assert_eq!(status, 409);
+    assert!(body.contains("TooLarge"), "{body}");
+    socket.send(Message::text("echo:fine")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "fine");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_are_pinged() {
+    let (_site, server) = start("[realtime]\nping_interval_ms = 200\n", false).await;
+    let mut socket = connect(&server, "/rt/ws").await;
+    let mut pings = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pings < 3 {
+        let frame = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("pings within 5 s")
+            .unwrap()
+            .unwrap();
+        if let Message::Ping(_) = frame {
+            pings += 1;
+        }
+    }
+    // tungstenite answered each ping, so the connection is still open.
+    socket.send(Message::text("echo:alive")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "alive");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_stream_gets_the_same_channels() {
+    // Pings every 200 ms: a write is how the host notices the client left.
+    let (_site, server) = start("[realtime]\nping_interval_ms = 200\n", false).await;
+    let response = client()
+        .get(server.url("/rt/ws?channel=news"))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut body = response.bytes_stream();
+    let mut seen = String::new();
+    let mut read_until = async |needle: &str| {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !seen.contains(needle) {
+            let chunk = tokio::time::timeout_at(deadline, body.next())
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} in {seen:?}"))
+                .unwrap()
+                .unwrap();
+            seen.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        seen.clone()
+    };
+    let welcome = read_until("\n\n").await;
+    assert!(welcome.starts_with("data: welcome "), "{welcome}");
+    assert_eq!(
+        post(&server, "/rt/publish/news", "line one\nline two")
+            .await
+            .1,
+        "1"
+    );
+    let text = read_until("data: line one\ndata: line two\n\n").await;
+    assert!(text.contains("data: line one\ndata: line two\n\n"));
+    drop(body);
+    // The stream's connection is gone once the client is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while post(&server, "/rt/publish/news", "x").await.1 != "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stream was not cleaned up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
