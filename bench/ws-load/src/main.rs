@@ -101,7 +101,7 @@ fn raise_nofile(wanted: u64) {
         limit.rlim_cur = limit.rlim_max;
         libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
     }
-    if (limit.rlim_cur as u64) < wanted {
+    if limit.rlim_cur < wanted {
         eprintln!(
             "ws-load: the open-file limit is {}, below the {wanted} this run needs",
             limit.rlim_cur
