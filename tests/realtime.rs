@@ -346,3 +346,51 @@ async fn an_event_stream_gets_the_same_channels() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_websocket_opens_over_http2_extended_connect() {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    let (_site, server) = start("", false).await;
+    let (mut watcher, _) = joined(&server, "/rt/ws?channel=h2").await;
+
+    let tcp = TcpStream::connect(&server.addr).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let mut request = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri(format!("http://{}/rt/ws?channel=h2", server.addr))
+        .header("sec-websocket-version", "13")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    request
+        .extensions_mut()
+        .insert(hyper::ext::Protocol::from_static("websocket"));
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let upgraded = hyper::upgrade::on(response).await.unwrap();
+    let mut socket =
+        WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Client, None).await;
+
+    let welcome = loop {
+        match socket.next().await.unwrap().unwrap() {
+            Message::Text(text) => break text.as_str().to_owned(),
+            _ => continue,
+        }
+    };
+    assert!(welcome.starts_with("welcome "), "{welcome}");
+    socket.send(Message::text("echo:over h2")).await.unwrap();
+    let echoed = loop {
+        match socket.next().await.unwrap().unwrap() {
+            Message::Text(text) => break text.as_str().to_owned(),
+            _ => continue,
+        }
+    };
+    assert_eq!(echoed, "over h2");
+    // Both transports share the channels.
+    assert_eq!(post(&server, "/rt/publish/h2", "both").await.1, "2");
+    assert_eq!(next_text(&mut watcher).await, "both");
+}

@@ -1,4 +1,5 @@
-//! WebSockets on plugin routes, terminated by the host. The plugin sees
+//! WebSockets on plugin routes, terminated by the host: HTTP/1.1 upgrades
+//! and HTTP/2 extended CONNECT streams alike. The plugin sees
 //! events, not sockets: `on-open` (which may refuse the connection), one
 //! `on-message` per message, `on-close`; each in a fresh instance, one at a
 //! time per connection. The host keeps the socket, pings it when idle,
@@ -25,11 +26,23 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message as Frame};
 
-/// Whether a request asks for a WebSocket (an HTTP/1.1 upgrade).
+/// Whether a request asks for a WebSocket: an HTTP/1.1 upgrade, or an
+/// HTTP/2 extended CONNECT (RFC 8441) with `:protocol websocket`.
 pub fn is_upgrade<B>(request: &Request<B>) -> bool {
-    request.method() == http::Method::GET
-        && header_has(request, header::CONNECTION, "upgrade")
-        && header_has(request, header::UPGRADE, "websocket")
+    match request.version() {
+        http::Version::HTTP_2 => {
+            request.method() == http::Method::CONNECT
+                && request
+                    .extensions()
+                    .get::<hyper::ext::Protocol>()
+                    .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+        }
+        _ => {
+            request.method() == http::Method::GET
+                && header_has(request, header::CONNECTION, "upgrade")
+                && header_has(request, header::UPGRADE, "websocket")
+        }
+    }
 }
 
 fn header_has<B>(request: &Request<B>, name: header::HeaderName, token: &str) -> bool {
@@ -96,19 +109,22 @@ pub async fn closed(plugin: &Plugin, hub: &Hub, id: u64, code: u16, reason: Stri
     }
 }
 
-/// Accepts a WebSocket upgrade on a route of `plugin`: asks its `on-open`,
-/// then answers 101 and runs the connection in its own task.
+/// Accepts a WebSocket on a route of `plugin`: asks its `on-open`, then
+/// answers (101 to an HTTP/1.1 upgrade, 200 to an HTTP/2 CONNECT) and runs
+/// the connection in its own task.
 pub async fn accept(plugin: Arc<Plugin>, mut request: Request<Incoming>) -> Response<Body> {
-    let Some(key) = request
+    let h2 = request.version() == http::Version::HTTP_2;
+    // HTTP/2 has no key to answer: the stream itself is the handshake.
+    let key = request
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
-        .map(|key| tungstenite::handshake::derive_accept_key(key.as_bytes()))
-    else {
+        .map(|key| tungstenite::handshake::derive_accept_key(key.as_bytes()));
+    if key.is_none() && !h2 {
         return text(
             StatusCode::BAD_REQUEST,
             "a WebSocket upgrade needs a Sec-WebSocket-Key header",
         );
-    };
+    }
     if request
         .headers()
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -163,11 +179,14 @@ pub async fn accept(plugin: Arc<Plugin>, mut request: Request<Incoming>) -> Resp
     });
 
     let mut response = Response::new(Body::default());
+    if h2 {
+        return response;
+    }
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
     headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    if let Ok(accept) = HeaderValue::from_str(&key) {
+    if let Some(accept) = key.and_then(|key| HeaderValue::from_str(&key).ok()) {
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
     }
     response
