@@ -12,6 +12,7 @@ mod edge;
 mod grpc;
 mod hot_swap;
 mod isolation;
+mod languages;
 mod mounting;
 mod proxy;
 mod realtime;

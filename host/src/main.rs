@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gatehouse::config::{Loader, Overrides};
+use gatehouse::plugin::source::{self, Lang, template, toolchain};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,30 @@ enum Command {
         #[arg(long, env = "GATEHOUSE_DATA")]
         data: Option<PathBuf>,
     },
+    /// Make a plugin source folder DIR/NAME/ and its sidecar DIR/NAME.toml.
+    New {
+        /// The plugin's name: its folder and its mount path /NAME.
+        name: String,
+        /// The language: rust, python or js.
+        #[arg(long)]
+        lang: String,
+        /// Where to make it (default: the plugins folder of the config).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// The config file, for the default plugins folder.
+        #[arg(long, env = "GATEHOUSE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Build one plugin source folder into a .wasm component.
+    Build {
+        /// The source folder.
+        path: PathBuf,
+        /// Where to write the component (default: NAME.wasm beside the folder).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Say which plugin languages this machine can build, and how to add the others.
+    Doctor,
     /// Validate the config and every plugin, then exit.
     Check {
         /// The config file (default: ./gatehouse.toml when it exists).
@@ -122,6 +147,79 @@ async fn run(command: Command) -> anyhow::Result<()> {
             }
             println!("config and plugins are valid");
         }
+        Command::New {
+            name,
+            lang,
+            dir,
+            config,
+        } => {
+            let Some(lang) = Lang::parse(&lang) else {
+                anyhow::bail!("unknown language `{lang}`: use one of {}", languages());
+            };
+            let dir = match dir {
+                Some(dir) => dir,
+                None => {
+                    Loader {
+                        file: config,
+                        overrides: Overrides::default(),
+                    }
+                    .load()?
+                    .server
+                    .plugins
+                }
+            };
+            for path in template::new_plugin(&name, lang, &dir)? {
+                println!("wrote {}", path.display());
+            }
+            println!(
+                "gatehouse serves it at /{name} (and rebuilds it on every save) when {} is its plugins folder",
+                dir.display()
+            );
+        }
+        Command::Build { path, out } => {
+            let Some(lang) = Lang::detect(&path) else {
+                anyhow::bail!(
+                    "{} is not a plugin source folder: it needs one of {}",
+                    path.display(),
+                    Lang::ALL.map(Lang::marker).join(", ")
+                );
+            };
+            let path = std::fs::canonicalize(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "plugin".to_owned());
+            let out = out.unwrap_or_else(|| path.with_file_name(format!("{name}.wasm")));
+            let build_dir = std::env::temp_dir().join("gatehouse-build");
+            let wasm = source::build(lang, &name, &path, &build_dir).await?;
+            std::fs::write(&out, &wasm).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "built {} ({lang}, {} KiB)",
+                out.display(),
+                wasm.len() / 1024
+            );
+        }
+        Command::Doctor => {
+            let mut missing = 0;
+            for check in toolchain::check_all().await {
+                match check.found {
+                    Ok(found) => println!("{:<7} ok       {found}", check.lang.name()),
+                    Err(fix) => {
+                        missing += 1;
+                        println!("{:<7} missing  fix: {fix}", check.lang.name());
+                    }
+                }
+            }
+            if missing > 0 {
+                println!("scripts/install-toolchains installs every one of them");
+                anyhow::bail!("{missing} language(s) cannot be built on this machine");
+            }
+        }
     }
     Ok(())
+}
+
+fn languages() -> String {
+    Lang::ALL.map(Lang::name).join(", ")
 }

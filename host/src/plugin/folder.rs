@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 pub enum Kind {
     /// A built component, `<name>.wasm`.
     File,
-    /// A Rust source folder, `<name>/Cargo.toml`.
-    Rust,
+    /// A source folder, `<name>/` with a language's marker file
+    /// (`Cargo.toml`, `app.py`, `app.js`).
+    Source(crate::plugin::source::Lang),
 }
 
 /// One plugin found in the folder.
@@ -53,12 +54,14 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, Vec<String>)> {
     let mut ignored = Vec::new();
     for (file_name, path, is_dir) in &names {
         let entry = if *is_dir {
-            (valid_name(file_name) && path.join("Cargo.toml").is_file()).then(|| Entry {
-                name: file_name.clone(),
-                kind: Kind::Rust,
-                path: path.clone(),
-                sidecar: None,
-            })
+            crate::plugin::source::Lang::detect(path)
+                .filter(|_| valid_name(file_name))
+                .map(|lang| Entry {
+                    name: file_name.clone(),
+                    kind: Kind::Source(lang),
+                    path: path.clone(),
+                    sidecar: None,
+                })
         } else {
             file_name
                 .strip_suffix(".wasm")

@@ -5,7 +5,8 @@
 //! - [`sandbox`]: what one instance's store holds (and so can reach).
 //! - [`invoke`]: one request through a fresh instance, under its limits.
 //! - [`events`]: one WebSocket or event-stream event through a fresh instance.
-//! - [`source`]: building plugin source folders into components.
+//! - [`source`]: building plugin source folders (Rust, Python, JavaScript)
+//!   into components, and `gatehouse new`.
 //! - [`folder`]: what the drop-in folder holds.
 //! - [`mounts`]: the mounted set, swapped atomically, and its status.
 //! - [`watch`]: the folder watcher that keeps the mounted set current.
@@ -32,8 +33,10 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 pub enum Origin {
     /// A `.wasm` component dropped in the folder.
     File(PathBuf),
-    /// A Rust source folder built by the host.
+    /// A source folder built by the host.
     Rust(PathBuf),
+    Python(PathBuf),
+    Js(PathBuf),
 }
 
 /// One loaded plugin version. Requests hold an `Arc` of it, so a swap never

@@ -231,9 +231,13 @@ impl Mounts {
                     .map_err(|e| Error::io(format!("reading {}", entry.path.display()), e))?;
                 (bytes, Origin::File(entry.path.clone()))
             }
-            Kind::Rust => (
-                source::build_rust(&entry.name, &entry.path, &self.build_dir).await?,
-                Origin::Rust(entry.path.clone()),
+            Kind::Source(lang) => (
+                source::build(lang, &entry.name, &entry.path, &self.build_dir).await?,
+                match lang {
+                    source::Lang::Rust => Origin::Rust(entry.path.clone()),
+                    source::Lang::Python => Origin::Python(entry.path.clone()),
+                    source::Lang::Js => Origin::Js(entry.path.clone()),
+                },
             ),
         };
         let runtime = self.runtime.clone();
@@ -289,7 +293,7 @@ impl Mounts {
         let configured = sidecar.migrations.as_ref();
         let dir = match configured.and_then(|m| m.path.as_ref()) {
             Some(path) => self.plugins_dir.join(path),
-            None if entry.kind == Kind::Rust => entry.path.join("migrations"),
+            None if matches!(entry.kind, Kind::Source(_)) => entry.path.join("migrations"),
             None => return Ok(()),
         };
         if !dir.is_dir() {
@@ -451,7 +455,7 @@ async fn fingerprint(entry: &Entry, plugins_dir: &Path) -> Result<String> {
                 &std::fs::read(&entry.path)
                     .map_err(|e| Error::io(format!("reading {}", entry.path.display()), e))?,
             ),
-            Kind::Rust => source::fingerprint(&entry.path)?,
+            Kind::Source(_) => source::fingerprint(&entry.path)?,
         };
         let text = match &entry.sidecar {
             Some(path) => std::fs::read(path).unwrap_or_default(),

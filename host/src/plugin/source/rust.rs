@@ -1,59 +1,14 @@
-//! Plugin source folders, built into components off the request path.
-//!
-//! A folder with a `Cargo.toml` is a Rust plugin: it is built with cargo for
-//! `wasm32-wasip2` into `<data>/build`, a target folder shared by every
-//! source plugin so their dependencies are compiled once.
+//! Rust plugins: a folder with a `Cargo.toml`, built with cargo for
+//! `wasm32-wasip2` into `<data>/build`, a target folder shared by every Rust
+//! plugin so their dependencies are compiled once.
 
+use super::BUILD_LOCK;
 use crate::error::{Error, Result};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use tokio::sync::Mutex;
 
 /// The Rust target plugins are built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
-
-/// One build at a time: cargo locks the shared target folder anyway, and the
-/// artefact is read before the next build may overwrite it.
-static BUILD_LOCK: Mutex<()> = Mutex::const_new(());
-
-/// A fingerprint of a source folder: its files' paths and contents, without
-/// `target/` or hidden entries. A change in it means a rebuild.
-pub fn fingerprint(dir: &Path) -> Result<String> {
-    let mut files = Vec::new();
-    collect(dir, dir, &mut files)?;
-    files.sort();
-    let mut hasher = Sha256::new();
-    for relative in files {
-        let bytes = std::fs::read(dir.join(&relative))
-            .map_err(|e| Error::io(format!("reading {}", dir.join(&relative).display()), e))?;
-        hasher.update(relative.to_string_lossy().as_bytes());
-        hasher.update([0]);
-        hasher.update((bytes.len() as u64).to_le_bytes());
-        hasher.update(&bytes);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
-fn collect(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
-    let read =
-        std::fs::read_dir(dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-    for item in read.flatten() {
-        let name = item.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with('.') || name == "target" {
-            continue;
-        }
-        let path = item.path();
-        let Ok(kind) = item.file_type() else { continue };
-        if kind.is_dir() {
-            collect(root, &path, files)?;
-        } else if kind.is_file() {
-            files.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
-        }
-    }
-    Ok(())
-}
 
 /// Builds the Rust plugin in `dir` and returns the component's bytes. A
 /// failed build returns the compiler's messages.
@@ -147,7 +102,7 @@ fn cargo() -> tokio::process::Command {
 }
 
 /// Installs the `wasm32-wasip2` target with rustup when it is missing.
-async fn ensure_wasm_target() -> Result<()> {
+pub(super) async fn ensure_wasm_target() -> Result<()> {
     let failed = |output: String| Error::Build {
         name: WASM_TARGET.to_owned(),
         output,
