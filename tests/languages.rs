@@ -175,7 +175,7 @@ fn build_writes_a_component_and_doctor_reports_the_toolchains() {
     let doctor = gatehouse(&["doctor"]);
     let report = String::from_utf8_lossy(&doctor.stdout);
     assert!(doctor.status.success(), "{report}");
-    for lang in ["rust", "python", "js"] {
+    for lang in ["rust", "python", "js", "zig"] {
         assert!(
             report
                 .lines()
@@ -183,4 +183,60 @@ fn build_writes_a_component_and_doctor_reports_the_toolchains() {
             "{report}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zig_plugin_from_the_template_runs_as_cgi() {
+    toolchains();
+    let site = Site::new();
+    new_plugin(&site, "hello-zig", "zig");
+    let server = site.serve_config(&config_with(""), &[]);
+    wait_built(&server, "hello-zig").await;
+    for _ in 0..2 {
+        let response = client()
+            .get(server.url("/hello-zig/"))
+            .header("user-agent", "the test")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.text().await.unwrap(),
+            "Hello from hello-zig! A Zig CGI program greets the test.\n"
+        );
+    }
+    // The program's own Status header.
+    assert_eq!(
+        get(&server, "/hello-zig/nothing").await,
+        (404, "not found\n".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cgi_module_is_held_to_its_deadline_and_the_host_keeps_serving() {
+    let site = Site::new();
+    // A WASI command that never ends, and one that writes no CGI headers.
+    let looping = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#,
+    )
+    .unwrap();
+    let silent =
+        wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)
+            .unwrap();
+    site.put("spin.wasm", looping);
+    site.put("spin.toml", "[limits]\ntimeout_ms = 300\n");
+    site.put("silent.wasm", silent);
+    let server = site.serve_config(&config_with(""), &[]);
+    server.wait_serving("spin").await;
+    server.wait_serving("silent").await;
+    let started = std::time::Instant::now();
+    assert_eq!(get(&server, "/spin/").await.0, 504);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let (status, body) = get(&server, "/silent/").await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        server.log_text().contains("wrote no valid CGI response"),
+        "{}",
+        server.log_text()
+    );
 }

@@ -56,8 +56,12 @@ impl Plugin {
         let std_deadline = deadline.into_std();
         let name = event.name();
         let run = async {
-            let instance = self
-                .pre
+            let super::Code::Component(pre) = &self.code else {
+                return Err(Failure::Unavailable(
+                    "a CGI plugin has no events".to_owned(),
+                ));
+            };
+            let instance = pre
                 .instance_pre()
                 .instantiate_async(&mut store)
                 .await

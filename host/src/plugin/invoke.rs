@@ -69,6 +69,10 @@ impl Plugin {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let pre = match &self.code {
+            super::Code::Component(pre) => pre.clone(),
+            super::Code::Cgi(program) => return self.invoke_cgi(program, request).await,
+        };
         let (mut store, deadline) = self.store();
         let std_deadline = deadline.into_std();
         let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -80,7 +84,6 @@ impl Plugin {
             .new_response_outparam(sender)
             .map_err(|e| Failure::Unavailable(format!("{e:#}")))?;
 
-        let pre = self.pre.clone();
         let timeout_ms = self.sidecar.limits.timeout_ms;
         let task = tokio::spawn(async move {
             let run = async {
@@ -122,7 +125,7 @@ impl Plugin {
     /// wall-clock deadline, and that deadline.
     pub(super) fn store(&self) -> (Store<Sandbox>, Instant) {
         let deadline = Instant::now() + Duration::from_millis(self.sidecar.limits.timeout_ms);
-        let mut store = Store::new(self.pre.engine(), self.sandbox());
+        let mut store = Store::new(self.code.engine(), self.sandbox());
         store.limiter(|sandbox| &mut sandbox.limits);
         // Every epoch tick the guest yields to the scheduler, so a looping
         // plugin never holds a worker thread; past the deadline it traps.

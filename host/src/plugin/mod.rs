@@ -4,6 +4,7 @@
 //! - [`runtime`]: the engine, linker, epoch ticker and compiled-code cache.
 //! - [`sandbox`]: what one instance's store holds (and so can reach).
 //! - [`invoke`]: one request through a fresh instance, under its limits.
+//! - [`cgi`]: CGI plugins (WASI preview1 modules), one run per request.
 //! - [`events`]: one WebSocket or event-stream event through a fresh instance.
 //! - [`source`]: building plugin source folders (Rust, Python, JavaScript)
 //!   into components, and `gatehouse new`.
@@ -11,6 +12,7 @@
 //! - [`mounts`]: the mounted set, swapped atomically, and its status.
 //! - [`watch`]: the folder watcher that keeps the mounted set current.
 
+pub mod cgi;
 pub mod events;
 pub mod folder;
 pub mod invoke;
@@ -37,6 +39,24 @@ pub enum Origin {
     Rust(PathBuf),
     Python(PathBuf),
     Js(PathBuf),
+    Zig(PathBuf),
+}
+
+/// A plugin's code, linked and ready to instantiate.
+pub enum Code {
+    /// A wasi:http component.
+    Component(ProxyPre<Sandbox>),
+    /// A CGI module.
+    Cgi(cgi::Program),
+}
+
+impl Code {
+    pub fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Code::Component(pre) => pre.engine(),
+            Code::Cgi(program) => program.engine(),
+        }
+    }
 }
 
 /// One loaded plugin version. Requests hold an `Arc` of it, so a swap never
@@ -56,8 +76,8 @@ pub struct Plugin {
     pub outbound: crate::capability::outbound::Grant,
     /// The host's pools and secrets, current at each request.
     pub provisions: std::sync::Arc<arc_swap::ArcSwap<crate::capability::Provisions>>,
-    /// The pre-linked component: instantiating it per request is cheap.
-    pub pre: ProxyPre<Sandbox>,
+    /// The pre-linked code: instantiating it per request is cheap.
+    pub code: Code,
     /// Its `websocket-handler` export, if it handles connections.
     pub events: Option<events::Handler>,
     /// When this version was mounted.

@@ -6,8 +6,8 @@
 //! leaves the previous one serving, with the failure kept for the admin API.
 
 use super::folder::{self, Entry, Kind};
-use super::runtime::{Runtime, sha256_hex};
-use super::{Origin, Plugin, source};
+use super::runtime::{Compiled, Runtime, sha256_hex};
+use super::{Code, Origin, Plugin, source};
 use crate::capability::{self, Provisions};
 use crate::config::Sidecar;
 use crate::error::{Error, Result};
@@ -237,6 +237,7 @@ impl Mounts {
                     source::Lang::Rust => Origin::Rust(entry.path.clone()),
                     source::Lang::Python => Origin::Python(entry.path.clone()),
                     source::Lang::Js => Origin::Js(entry.path.clone()),
+                    source::Lang::Zig => Origin::Zig(entry.path.clone()),
                 },
             ),
         };
@@ -244,14 +245,18 @@ impl Mounts {
         let name = entry.name.clone();
         let compiled = tokio::task::spawn_blocking(move || {
             let sha256 = sha256_hex(&wasm);
+            if super::cgi::is_core_module(&wasm) {
+                let program = runtime.prepare_cgi(&name, &wasm)?;
+                return Ok::<_, Error>((sha256, Compiled::Fresh, Code::Cgi(program), None));
+            }
             let (component, compiled) = runtime.compile(&name, &wasm, &sha256)?;
             let pre = runtime.prepare(&name, &component)?;
             let events = super::events::handler_of(&pre);
-            Ok::<_, Error>((sha256, compiled, pre, events))
+            Ok((sha256, compiled, Code::Component(pre), events))
         })
         .await
         .map_err(|e| Error::plugin(&entry.name, format!("the compile task failed: {e}")))?;
-        let (sha256, compiled, pre, events) = compiled?;
+        let (sha256, compiled, code, events) = compiled?;
         self.migrate(entry, &sidecar).await?;
         let provisions = self.provisions.load();
         for name in capability::env::missing(&sidecar.grants.env, &provisions.secrets) {
@@ -279,7 +284,7 @@ impl Mounts {
             origin,
             sha256,
             sidecar,
-            pre,
+            code,
             events,
             loaded_at: SystemTime::now(),
             compiled,

@@ -40,6 +40,8 @@ pub struct Runtime {
     /// Every host interface a plugin may import, granted or not: an import
     /// missing here is refused at load time, not at call time.
     linker: Linker<Sandbox>,
+    /// WASI preview1 only, for CGI modules.
+    cgi_linker: wasmtime::Linker<super::cgi::CgiState>,
     /// `<data>/cache`: compiled components by content hash.
     cache_dir: PathBuf,
     /// Tells cached code compiled by another engine build apart.
@@ -78,6 +80,9 @@ impl Runtime {
             .and_then(|()| crate::capability::add_to_linker(&mut linker))
             .map_err(|e| Error::Engine(format!("{e:#}")))?;
 
+        let cgi_linker =
+            super::cgi::linker(&engine).map_err(|e| Error::Engine(format!("{e:#}")))?;
+
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_tag = format!("{:016x}", hasher.finish());
@@ -100,6 +105,7 @@ impl Runtime {
         Ok(Runtime {
             engine,
             linker,
+            cgi_linker,
             cache_dir,
             engine_tag,
         })
@@ -169,6 +175,14 @@ impl Runtime {
                 format!("is not a wasi:http/proxy component (it must export wasi:http/incoming-handler): {e:#}"),
             )
         })
+    }
+}
+
+impl Runtime {
+    /// Compiles and links a CGI module (a WASI preview1 command). These are
+    /// small: they are compiled afresh, not cached.
+    pub fn prepare_cgi(&self, name: &str, wasm: &[u8]) -> Result<super::cgi::Program> {
+        super::cgi::prepare(name, &self.cgi_linker, wasm)
     }
 }
 

@@ -4,6 +4,8 @@
 //! - [`rust`]: a `Cargo.toml`, built with cargo for `wasm32-wasip2`.
 //! - [`python`]: an `app.py`, built with componentize-py.
 //! - [`js`]: an `app.js`, built with ComponentizeJS (through node).
+//! - [`zig`]: a `main.zig`, built with Zig into a WASI preview1 module that
+//!   runs as a CGI program ([`crate::plugin::cgi`]).
 //!
 //! Every language builds against the WIT of `gatehouse:plugin`: the folder's
 //! own `wit/` when it has one (`gatehouse new` writes it), else the copy
@@ -15,6 +17,7 @@ pub mod python;
 pub mod rust;
 pub mod template;
 pub mod toolchain;
+pub mod zig;
 
 pub use rust::{WASM_TARGET, build_rust};
 
@@ -34,10 +37,11 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    Zig,
 }
 
 impl Lang {
-    pub const ALL: [Lang; 3] = [Lang::Rust, Lang::Python, Lang::Js];
+    pub const ALL: [Lang; 4] = [Lang::Rust, Lang::Python, Lang::Js, Lang::Zig];
 
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
@@ -45,6 +49,7 @@ impl Lang {
             Lang::Rust => "rust",
             Lang::Python => "python",
             Lang::Js => "js",
+            Lang::Zig => "zig",
         }
     }
 
@@ -54,6 +59,7 @@ impl Lang {
             Lang::Rust => "Cargo.toml",
             Lang::Python => "app.py",
             Lang::Js => "app.js",
+            Lang::Zig => "main.zig",
         }
     }
 
@@ -84,6 +90,7 @@ pub async fn build(lang: Lang, name: &str, dir: &Path, build_dir: &Path) -> Resu
         Lang::Rust => build_rust(name, dir, build_dir).await,
         Lang::Python => python::build(name, dir, build_dir).await,
         Lang::Js => js::build(name, dir, build_dir).await,
+        Lang::Zig => zig::build(name, dir, build_dir).await,
     }
 }
 
@@ -186,7 +193,12 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
     for item in read.flatten() {
         let name = item.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with('.') || matches!(&*name, "target" | "node_modules" | "__pycache__") {
+        if name.starts_with('.')
+            || matches!(
+                &*name,
+                "target" | "node_modules" | "__pycache__" | "zig-out"
+            )
+        {
             continue;
         }
         let path = item.path();

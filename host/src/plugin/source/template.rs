@@ -52,10 +52,15 @@ fn files(lang: Lang) -> &'static [(&'static str, &'static str)] {
             include_str!("../../../../templates/python/app.py"),
         )],
         Lang::Js => &[("app.js", include_str!("../../../../templates/js/app.js"))],
+        Lang::Zig => &[(
+            "main.zig",
+            include_str!("../../../../templates/zig/main.zig"),
+        )],
     }
 }
 
 const SIDECAR: &str = include_str!("../../../../templates/sidecar.toml");
+const SIDECAR_CGI: &str = include_str!("../../../../templates/zig/sidecar.toml");
 
 /// Writes the WIT into `dir` (`world.wit` and `deps/`), leaving files that
 /// already hold the same text untouched.
@@ -105,9 +110,15 @@ pub fn new_plugin(name: &str, lang: Lang, dir: &Path) -> Result<Vec<PathBuf>> {
         write_if_changed(&path, &text.replace("{{name}}", name))?;
         written.push(path);
     }
-    write_wit(&folder.join("wit"))?;
-    written.push(folder.join("wit"));
-    write_if_changed(&sidecar, &SIDECAR.replace("{{name}}", name))?;
+    let sidecar_text = if lang == Lang::Zig {
+        // A CGI program reaches no capabilities: nothing to grant, no WIT.
+        SIDECAR_CGI
+    } else {
+        write_wit(&folder.join("wit"))?;
+        written.push(folder.join("wit"));
+        SIDECAR
+    };
+    write_if_changed(&sidecar, &sidecar_text.replace("{{name}}", name))?;
     written.push(sidecar);
     Ok(written)
 }

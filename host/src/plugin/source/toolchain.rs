@@ -1,7 +1,7 @@
 //! `gatehouse doctor`: which plugin builders this machine has, and the
 //! command that installs each one it lacks.
 
-use super::{Lang, js, python, rust::WASM_TARGET};
+use super::{Lang, js, python, rust::WASM_TARGET, zig};
 use std::path::Path;
 
 /// One builder's state.
@@ -50,6 +50,10 @@ async fn check(lang: Lang) -> Result<String, String> {
                 .ok_or_else(|| js::INSTALL.to_owned())?;
             Ok(format!("node {node}, {}", module.display()))
         }
+        Lang::Zig => version("python3", &["-m", "ziglang", "version"])
+            .await
+            .map(|v| format!("zig {v} (python3 -m ziglang)"))
+            .ok_or_else(|| zig::INSTALL.to_owned()),
     }
 }
 
