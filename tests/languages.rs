@@ -94,6 +94,11 @@ async fn a_javascript_plugin_from_the_template_counts_visits_and_queries() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_c_plugin_from_the_template_counts_visits_and_queries() {
+    template_serves("c").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_python_build_error_keeps_the_previous_version_serving() {
     toolchains();
     let site = Site::new();
@@ -175,7 +180,7 @@ fn build_writes_a_component_and_doctor_reports_the_toolchains() {
     let doctor = gatehouse(&["doctor"]);
     let report = String::from_utf8_lossy(&doctor.stdout);
     assert!(doctor.status.success(), "{report}");
-    for lang in ["rust", "python", "js", "zig"] {
+    for lang in ["rust", "python", "js", "c", "zig"] {
         assert!(
             report
                 .lines()

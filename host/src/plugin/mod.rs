@@ -39,6 +39,7 @@ pub enum Origin {
     Rust(PathBuf),
     Python(PathBuf),
     Js(PathBuf),
+    C(PathBuf),
     Zig(PathBuf),
 }
 

@@ -237,6 +237,7 @@ impl Mounts {
                     source::Lang::Rust => Origin::Rust(entry.path.clone()),
                     source::Lang::Python => Origin::Python(entry.path.clone()),
                     source::Lang::Js => Origin::Js(entry.path.clone()),
+                    source::Lang::C => Origin::C(entry.path.clone()),
                     source::Lang::Zig => Origin::Zig(entry.path.clone()),
                 },
             ),

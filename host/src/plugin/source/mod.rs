@@ -4,6 +4,8 @@
 //! - [`rust`]: a `Cargo.toml`, built with cargo for `wasm32-wasip2`.
 //! - [`python`]: an `app.py`, built with componentize-py.
 //! - [`js`]: an `app.js`, built with ComponentizeJS (through node).
+//! - [`c`]: an `app.c`, built with wit-bindgen's C generator, clang and
+//!   wasm-tools.
 //! - [`zig`]: a `main.zig`, built with Zig into a WASI preview1 module that
 //!   runs as a CGI program ([`crate::plugin::cgi`]).
 //!
@@ -12,6 +14,7 @@
 //! built into this binary. [`template`] writes new plugin folders and
 //! [`toolchain`] says which builders this machine has.
 
+pub mod c;
 pub mod js;
 pub mod python;
 pub mod rust;
@@ -37,11 +40,12 @@ pub enum Lang {
     Rust,
     Python,
     Js,
+    C,
     Zig,
 }
 
 impl Lang {
-    pub const ALL: [Lang; 4] = [Lang::Rust, Lang::Python, Lang::Js, Lang::Zig];
+    pub const ALL: [Lang; 5] = [Lang::Rust, Lang::Python, Lang::Js, Lang::C, Lang::Zig];
 
     /// The name used on the command line and in logs.
     pub fn name(self) -> &'static str {
@@ -49,6 +53,7 @@ impl Lang {
             Lang::Rust => "rust",
             Lang::Python => "python",
             Lang::Js => "js",
+            Lang::C => "c",
             Lang::Zig => "zig",
         }
     }
@@ -59,6 +64,7 @@ impl Lang {
             Lang::Rust => "Cargo.toml",
             Lang::Python => "app.py",
             Lang::Js => "app.js",
+            Lang::C => "app.c",
             Lang::Zig => "main.zig",
         }
     }
@@ -90,6 +96,7 @@ pub async fn build(lang: Lang, name: &str, dir: &Path, build_dir: &Path) -> Resu
         Lang::Rust => build_rust(name, dir, build_dir).await,
         Lang::Python => python::build(name, dir, build_dir).await,
         Lang::Js => js::build(name, dir, build_dir).await,
+        Lang::C => c::build(name, dir, build_dir).await,
         Lang::Zig => zig::build(name, dir, build_dir).await,
     }
 }

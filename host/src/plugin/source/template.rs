@@ -52,6 +52,7 @@ fn files(lang: Lang) -> &'static [(&'static str, &'static str)] {
             include_str!("../../../../templates/python/app.py"),
         )],
         Lang::Js => &[("app.js", include_str!("../../../../templates/js/app.js"))],
+        Lang::C => &[("app.c", include_str!("../../../../templates/c/app.c"))],
         Lang::Zig => &[(
             "main.zig",
             include_str!("../../../../templates/zig/main.zig"),

@@ -1,7 +1,7 @@
 //! `gatehouse doctor`: which plugin builders this machine has, and the
 //! command that installs each one it lacks.
 
-use super::{Lang, js, python, rust::WASM_TARGET, zig};
+use super::{Lang, c, js, python, rust::WASM_TARGET, zig};
 use std::path::Path;
 
 /// One builder's state.
@@ -49,6 +49,21 @@ async fn check(lang: Lang) -> Result<String, String> {
                 .await
                 .ok_or_else(|| js::INSTALL.to_owned())?;
             Ok(format!("node {node}, {}", module.display()))
+        }
+        Lang::C => {
+            let clang = version("clang", &["--version"])
+                .await
+                .ok_or(c::INSTALL_CLANG)?;
+            if !Path::new("/usr/lib/wasm32-wasi/libc.a").is_file() {
+                return Err(c::INSTALL_CLANG.to_owned());
+            }
+            let bindgen = version("wit-bindgen", &["--version"])
+                .await
+                .ok_or(c::INSTALL_BINDGEN)?;
+            let tools = version("wasm-tools", &["--version"])
+                .await
+                .ok_or(c::INSTALL_WASM_TOOLS)?;
+            Ok(format!("{clang}, {bindgen}, {tools}"))
         }
         Lang::Zig => version("python3", &["-m", "ziglang", "version"])
             .await
