@@ -17,14 +17,22 @@
 //!   newest first; reading them resets the unread count
 //! - `GET /` -> the web page (`page.html`)
 
+// The capabilities come from the SDK (gatehouse-plugin); only the
+// websocket-handler export is generated here, on the SDK's types.
 wit_bindgen::generate!({
     path: "../../../wit",
     world: "gatehouse:plugin/events",
+    with: {
+        "gatehouse:plugin/sql@0.1.0": gatehouse_plugin::bindings::gatehouse::plugin::sql,
+        "gatehouse:plugin/kv@0.1.0": gatehouse_plugin::bindings::gatehouse::plugin::kv,
+        "gatehouse:plugin/realtime@0.1.0": gatehouse_plugin::bindings::gatehouse::plugin::realtime,
+    },
 });
 
 use exports::gatehouse::plugin::websocket_handler::{Guest, OpenRequest, Rejection};
-use gatehouse::plugin::realtime::{self, ConnectionId, Message};
-use gatehouse::plugin::{kv, sql};
+use gatehouse_plugin::bindings::gatehouse::plugin::sql;
+use gatehouse_plugin::realtime::{self, ConnectionId, Message};
+use gatehouse_plugin::{kv, reply};
 use serde_json::{Value as Json, json};
 use wstd::http::body::Body;
 use wstd::http::{Error, HeaderValue, Method, Request, Response, StatusCode};
@@ -134,12 +142,7 @@ fn create_user(input: &Json) -> Answer {
 fn get_user(id: &str) -> Answer {
     let id = path_id(id, "user")?;
     let name = user_name(id)?;
-    let unread = kv::get(&unread_key(id))
-        .ok()
-        .flatten()
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.parse::<i64>().ok())
-        .unwrap_or(0);
+    let unread = kv::get_int(&unread_key(id)).unwrap_or(0);
     Ok((
         StatusCode::OK,
         json!({ "id": id, "name": name, "unread": unread }),
@@ -265,10 +268,7 @@ fn like(id: &str, input: &Json) -> Answer {
         let _ = kv::increment(&unread_key(author), 1);
         let pushed = json!({ "type": "like", "post": post_id, "from": user });
         // Nobody listening is fine: the notification is stored.
-        let _ = realtime::publish(
-            &format!("user:{author}"),
-            &Message::Text(pushed.to_string()),
-        );
+        let _ = realtime::publish_json(&format!("user:{author}"), &pushed);
     }
     let status = if affected.first() == Some(&1) {
         StatusCode::CREATED
@@ -294,7 +294,8 @@ impl Guest for Live {
             .split('&')
             .find_map(|pair| pair.strip_prefix("user="))
             .ok_or_else(|| refuse(400, "connect to /ws?user=ID".into()))?;
-        let user = path_id(user, "user").map_err(|_| refuse(400, format!("`{user}` is not a user id")))?;
+        let user =
+            path_id(user, "user").map_err(|_| refuse(400, format!("`{user}` is not a user id")))?;
         match user_name(user) {
             Ok(_) => {}
             Err(Problem::NotFound(m)) => return Err(refuse(404, m)),
@@ -307,7 +308,7 @@ impl Guest for Live {
     /// A client may send `ping`; anything else is ignored.
     fn on_message(connection: ConnectionId, message: Message) {
         if matches!(&message, Message::Text(text) if text == "ping") {
-            let _ = realtime::send(connection, &Message::Text(r#"{"type":"pong"}"#.into()));
+            let _ = realtime::send_text(connection, r#"{"type":"pong"}"#);
         }
     }
 
@@ -375,10 +376,5 @@ fn text(value: &sql::Value) -> String {
 }
 
 fn json_reply(status: StatusCode, value: &Json) -> Response<Body> {
-    let mut reply = Response::new(value.to_string().into());
-    *reply.status_mut() = status;
-    reply
-        .headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    reply
+    reply::json(status, value)
 }
