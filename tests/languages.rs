@@ -245,3 +245,44 @@ async fn a_cgi_module_is_held_to_its_deadline_and_the_host_keeps_serving() {
         server.log_text()
     );
 }
+
+#[test]
+fn a_missing_toolchain_is_named_with_the_command_that_installs_it() {
+    let site = Site::new();
+    let dir = site.plugins();
+    assert!(
+        gatehouse(&[
+            "new",
+            "lonely",
+            "--lang",
+            "python",
+            "--dir",
+            dir.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
+    // A PATH with none of the plugin builders on it.
+    let output = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["build", dir.join("lonely").to_str().unwrap()])
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("componentize-py is not installed: pip install componentize-py"),
+        "{stderr}"
+    );
+    let doctor = Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .arg("doctor")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!doctor.status.success());
+    let report = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        report.contains("python  missing  fix: pip install componentize-py"),
+        "{report}"
+    );
+}
