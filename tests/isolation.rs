@@ -56,6 +56,17 @@ async fn each_attack_gets_a_5xx_within_its_deadline_while_others_serve() {
         (200, "ok".to_owned())
     );
     server.wait_log("plugin failed: trapped", Duration::from_secs(5));
+    // What the plugin printed (its panic message) is logged under its name.
+    let line = server.wait_log(
+        "the hostile plugin traps on purpose",
+        Duration::from_secs(5),
+    );
+    assert!(
+        line.contains("WARN")
+            && line.contains(r#"plugin="hostile""#)
+            && line.contains(r#"stream="stderr""#),
+        "{line}"
+    );
 }
 
 #[tokio::test]

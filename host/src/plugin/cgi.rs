@@ -9,6 +9,7 @@
 
 use super::Plugin;
 use super::invoke::Failure;
+use super::output::{PluginOutput, Stream};
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -92,7 +93,10 @@ impl Plugin {
         let mut wasi = WasiCtx::builder();
         wasi.stdin(MemoryInputPipe::new(body.clone()))
             .stdout(stdout.clone())
-            .inherit_stderr()
+            .stderr(PluginOutput::new(
+                self.granted.plugin.clone(),
+                Stream::Stderr,
+            ))
             .args(&[self.name.as_str()])
             .envs(&cgi_env(&parts, body.len()))
             .allow_tcp(false)

@@ -3,6 +3,7 @@
 //! loops or exhausts its memory fails only its own request.
 
 use super::Plugin;
+use super::output::{PluginOutput, Stream};
 use super::sandbox::Sandbox;
 use crate::capability::outbound::OutboundPolicy;
 use std::sync::Arc;
@@ -141,15 +142,21 @@ impl Plugin {
         (store, deadline)
     }
 
-    /// The sandbox of one instance: granted environment only, no preopened
-    /// folders, no sockets, outbound HTTP by policy, memory capped.
+    /// The sandbox of one instance: granted environment only, output to the
+    /// log under the plugin's name, no preopened folders, no sockets, outbound HTTP by policy, memory capped.
     fn sandbox(&self) -> Sandbox {
         let provisions = self.provisions.load_full();
         let env = crate::capability::env::resolve(&self.sidecar.grants.env, &provisions.secrets);
         let mut wasi = WasiCtx::builder();
         wasi.envs(&env)
-            .inherit_stdout()
-            .inherit_stderr()
+            .stdout(PluginOutput::new(
+                self.granted.plugin.clone(),
+                Stream::Stdout,
+            ))
+            .stderr(PluginOutput::new(
+                self.granted.plugin.clone(),
+                Stream::Stderr,
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);

@@ -4,6 +4,7 @@
 //! - [`runtime`]: the engine, linker, epoch ticker and compiled-code cache.
 //! - [`sandbox`]: what one instance's store holds (and so can reach).
 //! - [`invoke`]: one request through a fresh instance, under its limits.
+//! - [`output`]: what a plugin prints, logged a line at a time under its name.
 //! - [`cgi`]: CGI plugins (WASI preview1 modules), one run per request.
 //! - [`events`]: one WebSocket or event-stream event through a fresh instance.
 //! - [`source`]: building plugin source folders (Rust, Python, JavaScript)
@@ -17,6 +18,7 @@ pub mod events;
 pub mod folder;
 pub mod invoke;
 pub mod mounts;
+pub mod output;
 pub mod runtime;
 pub mod sandbox;
 pub mod source;
