@@ -128,6 +128,17 @@ async fn sqlite_values_round_trip_with_numbered_placeholders() {
             null
         ]])
     );
+    // No rows still names the columns.
+    let none = ok(query(
+        &server,
+        "app",
+        "main",
+        "SELECT t, i FROM kinds WHERE i = $1",
+        json!([{"integer": 0}]),
+    )
+    .await)
+    .await;
+    assert_eq!(none, json!({"columns": ["t", "i"], "rows": []}));
     // The embedded database is a file in the data folder.
     assert!(site.data().join("main.db").is_file());
 }
@@ -214,6 +225,18 @@ async fn postgres_values_map_to_the_nearest_value() {
             null
         ])
     );
+
+    // No rows still names the columns.
+    let none = ok(query(
+        &server,
+        "app",
+        "pg",
+        &format!("SELECT big, flag FROM {t} WHERE big = $1"),
+        json!([{"integer": -1}]),
+    )
+    .await)
+    .await;
+    assert_eq!(none, json!({"columns": ["big", "flag"], "rows": []}));
 
     // A value that does not fit its placeholder says which and how to fix it.
     let (status, body) = execute(

@@ -156,17 +156,29 @@ impl Database {
         self.bounded(async {
             match &self.pool {
                 Pool::Sqlite(pool) => {
+                    let mut conn = pool.acquire().await.map_err(sql_error)?;
                     let rows = bind_sqlite(sqlx::query(sql), params)
-                        .fetch_all(pool)
+                        .fetch_all(&mut *conn)
                         .await
                         .map_err(sql_error)?;
-                    rows_of(&rows, sqlite_value)
+                    let mut rows = rows_of(&rows, sqlite_value)?;
+                    if rows.rows.is_empty() {
+                        // No row to read the names from: ask the statement
+                        // (prepared already, so this is a cache hit).
+                        let statement = conn.prepare(sql).await.map_err(sql_error)?;
+                        rows.columns = column_names(statement.columns());
+                    }
+                    Ok(rows)
                 }
                 Pool::Postgres(pool) => {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
-                    let query = bind_postgres(&mut conn, sql, params).await?;
+                    let (query, columns) = bind_postgres(&mut conn, sql, params).await?;
                     let rows = query.fetch_all(&mut *conn).await.map_err(sql_error)?;
-                    rows_of(&rows, pg_value)
+                    let mut rows = rows_of(&rows, pg_value)?;
+                    if rows.rows.is_empty() {
+                        rows.columns = columns;
+                    }
+                    Ok(rows)
                 }
             }
         })
@@ -184,7 +196,7 @@ impl Database {
                     .rows_affected()),
                 Pool::Postgres(pool) => {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
-                    let query = bind_postgres(&mut conn, sql, params).await?;
+                    let (query, _) = bind_postgres(&mut conn, sql, params).await?;
                     Ok(query
                         .execute(&mut *conn)
                         .await
@@ -215,7 +227,7 @@ impl Database {
                 Pool::Postgres(pool) => {
                     let mut tx = pool.begin().await.map_err(sql_error)?;
                     for statement in statements {
-                        let query =
+                        let (query, _) =
                             bind_postgres(&mut tx, &statement.sql, &statement.params).await?;
                         let done = query.execute(&mut *tx).await.map_err(sql_error)?;
                         affected.push(done.rows_affected());
@@ -269,13 +281,18 @@ fn rows_of<R: Row>(
 ) -> Result<Rows, SqlError> {
     let columns = rows
         .first()
-        .map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect())
+        .map(|row| column_names(row.columns()))
         .unwrap_or_default();
     let rows = rows
         .iter()
         .map(|row| (0..row.len()).map(|i| value(row, i)).collect())
         .collect::<Result<_, _>>()?;
     Ok(Rows { columns, rows })
+}
+
+/// The names of a result's columns.
+fn column_names(columns: &[impl Column]) -> Vec<String> {
+    columns.iter().map(|c| c.name().to_owned()).collect()
 }
 
 /// A SQLite value, by its storage class.
@@ -371,12 +388,13 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
 
 /// Prepares `sql` on `conn` (a cache hit after the first time) and binds
-/// each value as its placeholder's type.
+/// each value as its placeholder's type; also gives the names of the columns
+/// the statement returns.
 async fn bind_postgres<'q>(
     conn: &mut sqlx::PgConnection,
     sql: &'q str,
     params: &[Value],
-) -> Result<PgQuery<'q>, SqlError> {
+) -> Result<(PgQuery<'q>, Vec<String>), SqlError> {
     let statement = conn.prepare(sql).await.map_err(sql_error)?;
     let types: Vec<PgTypeInfo> = match statement.parameters() {
         Some(sqlx::Either::Left(types)) => types.to_vec(),
@@ -393,7 +411,7 @@ async fn bind_postgres<'q>(
     for (n, (value, ty)) in params.iter().zip(types).enumerate() {
         query = query.bind(pg_arg(value, ty, n + 1)?);
     }
-    Ok(query)
+    Ok((query, column_names(statement.columns())))
 }
 
 /// Converts a value to the Postgres type `ty` of placeholder `$n`.
