@@ -394,3 +394,42 @@ async fn a_websocket_opens_over_http2_extended_connect() {
     assert_eq!(post(&server, "/rt/publish/h2", "both").await.1, "2");
     assert_eq!(next_text(&mut watcher).await, "both");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hot_swap_reaches_open_connections_at_their_next_message() {
+    // Two versions told apart by their grants: the sidecar changes, and the
+    // plugin is swapped.
+    let site = Site::new();
+    let sidecar = |var: &str| format!("[grants]\nrealtime = true\nenv = [\"{var}\"]\n");
+    site.put("rt.toml", sidecar("GATEHOUSE_TEST_ONE"));
+    site.put("rt.wasm", component("fixtures/realtime"));
+    let env = [("GATEHOUSE_TEST_ONE", "one"), ("GATEHOUSE_TEST_TWO", "two")];
+    let server = site.serve_config(&config_with(""), &env);
+    server.wait_serving("rt").await;
+    let (mut socket, _) = joined(&server, "/rt/ws?channel=news").await;
+    socket.send(Message::text("env")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "GATEHOUSE_TEST_ONE=one");
+
+    site.put("rt.toml", sidecar("GATEHOUSE_TEST_TWO"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        socket.send(Message::text("env")).await.unwrap();
+        match next_text(&mut socket).await.as_str() {
+            "GATEHOUSE_TEST_TWO=two" => break,
+            "GATEHOUSE_TEST_ONE=one" => {}
+            other => panic!("neither version answered: {other}"),
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the open socket never reached the new version; logs:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The socket kept its subscription across the swap.
+    assert_eq!(
+        post(&server, "/rt/publish/news", "after the swap").await,
+        (200, "1".into())
+    );
+    assert_eq!(next_text(&mut socket).await, "after the swap");
+}

@@ -9,6 +9,7 @@
 use crate::capability::realtime::{Hub, Inbox, Message, Outbound};
 use crate::plugin::Plugin;
 use crate::plugin::events::Transport;
+use crate::plugin::mounts::Mounts;
 use crate::server::{Body, BoxError};
 use crate::websocket::{closed, open};
 use base64::Engine as _;
@@ -37,7 +38,11 @@ pub fn is_request<B>(request: &Request<B>) -> bool {
 
 /// Opens an event stream on a route of `plugin`: asks its `on-open`, then
 /// answers 200 with a body that lasts as long as the connection.
-pub async fn accept<B>(plugin: Arc<Plugin>, request: Request<B>) -> Response<Body> {
+pub async fn accept<B>(
+    plugin: Arc<Plugin>,
+    mounts: Arc<Mounts>,
+    request: Request<B>,
+) -> Response<Body> {
     let (hub, inbox) = match open(&plugin, &request, Transport::EventStream).await {
         Ok(opened) => opened,
         Err(refused) => return refused,
@@ -47,6 +52,7 @@ pub async fn accept<B>(plugin: Arc<Plugin>, request: Request<B>) -> Response<Bod
         ping: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
         queue_limit: hub.limits().queue,
         plugin,
+        mounts,
         hub,
         inbox,
         ended: None,
@@ -70,6 +76,8 @@ pub async fn accept<B>(plugin: Arc<Plugin>, request: Request<B>) -> Response<Bod
 /// One open event stream: the body of its response.
 struct Stream {
     plugin: Arc<Plugin>,
+    /// Where `on-close` finds the version mounted by then.
+    mounts: Arc<Mounts>,
     hub: Arc<Hub>,
     inbox: Inbox,
     ping: tokio::time::Interval,
@@ -114,7 +122,8 @@ impl Drop for Stream {
     /// leaves: forget the connection and tell the plugin.
     fn drop(&mut self) {
         let (code, reason) = self.ended.take().unwrap_or((1001, String::new()));
-        let (plugin, hub, id) = (self.plugin.clone(), self.hub.clone(), self.inbox.id);
+        let plugin = self.mounts.connection_handler(&self.plugin);
+        let (hub, id) = (self.hub.clone(), self.inbox.id);
         hub.remove(id);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move { closed(&plugin, &hub, id, code, reason).await });

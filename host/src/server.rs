@@ -346,6 +346,7 @@ async fn dispatch(
     // The action owns what it uses: the future must not borrow from here.
     let (method_owned, path_owned) = (method.clone(), path.to_owned());
     let answer = action.clone();
+    let mounts = server.mounts.clone();
     let act = move |request: Request<Incoming>| async move {
         let (method, path) = (&method_owned, path_owned.as_str());
         match &answer {
@@ -355,6 +356,7 @@ async fn dispatch(
                     if crate::websocket::is_upgrade(&request) {
                         return crate::websocket::accept(
                             plugin,
+                            mounts,
                             with_client(request, client, connection),
                         )
                         .await;
@@ -362,6 +364,7 @@ async fn dispatch(
                     if crate::event_stream::is_request(&request) {
                         return crate::event_stream::accept(
                             plugin,
+                            mounts,
                             with_client(request, client, connection),
                         )
                         .await;

@@ -13,6 +13,7 @@ use crate::capability::realtime::{Hub, Inbox, Message, Outbound};
 use crate::config::RealtimeConfig;
 use crate::plugin::Plugin;
 use crate::plugin::events::{Event, OpenRequest, Rejection, Transport};
+use crate::plugin::mounts::Mounts;
 use crate::server::{Body, text};
 use futures_util::{SinkExt, StreamExt};
 use governor::{Quota, RateLimiter};
@@ -112,7 +113,11 @@ pub async fn closed(plugin: &Plugin, hub: &Hub, id: u64, code: u16, reason: Stri
 /// Accepts a WebSocket on a route of `plugin`: asks its `on-open`, then
 /// answers (101 to an HTTP/1.1 upgrade, 200 to an HTTP/2 CONNECT) and runs
 /// the connection in its own task.
-pub async fn accept(plugin: Arc<Plugin>, mut request: Request<Incoming>) -> Response<Body> {
+pub async fn accept(
+    plugin: Arc<Plugin>,
+    mounts: Arc<Mounts>,
+    mut request: Request<Incoming>,
+) -> Response<Body> {
     let h2 = request.version() == http::Version::HTTP_2;
     // HTTP/2 has no key to answer: the stream itself is the handshake.
     let key = request
@@ -149,7 +154,7 @@ pub async fn accept(plugin: Arc<Plugin>, mut request: Request<Incoming>) -> Resp
     let limits = hub.limits();
     let id = inbox.id;
     tokio::spawn(async move {
-        let (code, reason) = match upgrade.await {
+        let (plugin, code, reason) = match upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
                     .read_buffer_size(READ_BUFFER)
@@ -162,17 +167,18 @@ pub async fn accept(plugin: Arc<Plugin>, mut request: Request<Incoming>) -> Resp
                     Some(config),
                 )
                 .await;
-                Connection {
-                    plugin: &plugin,
+                let mut connection = Connection {
+                    plugin,
+                    mounts,
                     inbox,
                     limits: &limits,
-                }
-                .run(socket)
-                .await
+                };
+                let (code, reason) = connection.run(socket).await;
+                (connection.handler(), code, reason)
             }
             Err(e) => {
                 tracing::debug!(plugin = %plugin.name, "WebSocket upgrade failed: {e}");
-                (1006, String::new())
+                (plugin, 1006, String::new())
             }
         };
         closed(&plugin, &hub, id, code, reason).await;
@@ -198,15 +204,25 @@ const READ_BUFFER: usize = 4096;
 
 /// One accepted WebSocket while it is open.
 struct Connection<'a> {
-    plugin: &'a Plugin,
+    /// The plugin version that handled its last event.
+    plugin: Arc<Plugin>,
+    /// Where the version mounted now is found, for the next event.
+    mounts: Arc<Mounts>,
     inbox: Inbox,
     limits: &'a RealtimeConfig,
 }
 
 impl Connection<'_> {
+    /// The plugin version for the next event (see
+    /// [`Mounts::connection_handler`]).
+    fn handler(&mut self) -> Arc<Plugin> {
+        self.plugin = self.mounts.connection_handler(&self.plugin);
+        self.plugin.clone()
+    }
+
     /// Relays messages both ways until either side closes; returns the
     /// close code and reason for `on-close`.
-    async fn run<S>(mut self, mut socket: WebSocketStream<S>) -> (u16, String)
+    async fn run<S>(&mut self, mut socket: WebSocketStream<S>) -> (u16, String)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
@@ -244,8 +260,9 @@ impl Connection<'_> {
                         let reason = format!("over {} messages per second", limits.messages_per_second);
                         return close(&mut socket, 1008, reason).await;
                     }
-                    if let Err(failure) = self.plugin.event(Event::Message(id, message.into())).await {
-                        tracing::warn!(plugin = %self.plugin.name, "on-message failed: {failure}");
+                    let plugin = self.handler();
+                    if let Err(failure) = plugin.event(Event::Message(id, message.into())).await {
+                        tracing::warn!(plugin = %plugin.name, "on-message failed: {failure}");
                     }
                 }
                 outbound = self.inbox.queue.recv() => match outbound {

@@ -127,6 +127,17 @@ impl Mounts {
         self.current.load_full()
     }
 
+    /// The version of `held`'s plugin that handles a long-lived connection's
+    /// next event: the one mounted now, so a swap reaches open WebSockets at
+    /// their next message; `held` itself when the plugin was removed or its
+    /// new version handles no connections.
+    pub fn connection_handler(&self, held: &Arc<Plugin>) -> Arc<Plugin> {
+        match self.current.load().plugins.get(&held.name) {
+            Some(now) if now.handles_connections() => now.clone(),
+            _ => held.clone(),
+        }
+    }
+
     /// Brings the mounted set in line with the folder: loads new and changed
     /// entries, unmounts removed ones. Each successful change is published
     /// at once, so a slow build does not hold back the others.
