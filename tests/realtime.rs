@@ -351,7 +351,9 @@ async fn an_event_stream_gets_the_same_channels() {
 async fn a_websocket_opens_over_http2_extended_connect() {
     use hyper_util::rt::{TokioExecutor, TokioIo};
     use tokio_tungstenite::tungstenite::protocol::Role;
-    let (_site, server) = start("", false).await;
+    // An open WebSocket is a running request: the HTTP/2 connection that
+    // carries it outlives the idle timeout.
+    let (_site, server) = start("[limits]\nidle_timeout_ms = 1000", false).await;
     let (mut watcher, _) = joined(&server, "/rt/ws?channel=h2").await;
 
     let tcp = TcpStream::connect(&server.addr).await.unwrap();
@@ -390,6 +392,7 @@ async fn a_websocket_opens_over_http2_extended_connect() {
         }
     };
     assert_eq!(echoed, "over h2");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     // Both transports share the channels.
     assert_eq!(post(&server, "/rt/publish/h2", "both").await.1, "2");
     assert_eq!(next_text(&mut watcher).await, "both");
@@ -432,4 +435,42 @@ async fn a_hot_swap_reaches_open_connections_at_their_next_message() {
         (200, "1".into())
     );
     assert_eq!(next_text(&mut socket).await, "after the swap");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_websockets_count_against_the_connection_caps() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_site, server) = start("[firewall]\nmax_connections_per_ip = 2", false).await;
+    let (mut first, _) = joined(&server, "/rt/ws").await;
+    let (_second, _) = joined(&server, "/rt/ws").await;
+    // Both upgraded sockets still hold their slots: a third connection from
+    // the same address is closed unanswered.
+    let mut third = TcpStream::connect(&server.addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /rt/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let mut buf = [0u8; 16];
+    let read = tokio::time::timeout(Duration::from_secs(5), third.read(&mut buf))
+        .await
+        .expect("the third connection is closed within 5 s");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "a third connection got an answer: {:?}",
+        String::from_utf8_lossy(&buf)
+    );
+    // Closing one socket frees its slot.
+    first.close(None).await.unwrap();
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let url = format!("ws://{}/rt/ws", server.addr);
+        if tokio_tungstenite::connect_async(&url).await.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the slot was never freed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -5,7 +5,7 @@
 
 use crate::config::{LimitsConfig, ListenerConfig};
 use crate::error::{Error, Result};
-use crate::firewall::{Firewall, Refusal, Stats};
+use crate::firewall::{Firewall, Refusal, Slot, Stats};
 use crate::server::Body;
 use arc_swap::ArcSwap;
 use http_body_util::BodyExt;
@@ -137,9 +137,9 @@ pub async fn run<S, F>(
                     }
                 }
             }
-            let _slot = match &edge.firewall {
+            let slot = match &edge.firewall {
                 Some(firewall) => match firewall.admit(client) {
-                    Ok(slot) => Some(slot),
+                    Ok(slot) => Some(Arc::new(slot)),
                     Err(refusal) => {
                         firewall.log.warn(|| {
                             let why = match refusal {
@@ -160,7 +160,7 @@ pub async fn run<S, F>(
                 tls: edge.tls.is_some(),
             };
             let Some(tls) = &edge.tls else {
-                return serve(&builder, stream, connection, service, watcher, &edge).await;
+                return serve(&builder, stream, connection, slot, service, watcher, &edge).await;
             };
             let stream = match tokio::time::timeout(timeout, tls.accept(stream)).await {
                 Ok(Ok(stream)) => stream,
@@ -186,7 +186,7 @@ pub async fn run<S, F>(
             if stream.get_ref().1.alpn_protocol() == Some(crate::tls::ACME_TLS_ALPN) {
                 return; // a TLS-ALPN-01 validation: the handshake was all of it
             }
-            serve(&builder, stream, connection, service, watcher, &edge).await
+            serve(&builder, stream, connection, slot, service, watcher, &edge).await
         });
     }
     drop(listener);
@@ -204,6 +204,7 @@ async fn serve<I, S, F>(
     builder: &auto::Builder<TokioExecutor>,
     io: I,
     connection: Connection,
+    slot: Option<Arc<Slot>>,
     service: S,
     watcher: hyper_util::server::graceful::Watcher,
     edge: &Arc<Edge>,
@@ -215,8 +216,12 @@ async fn serve<I, S, F>(
     let activity = Arc::new(Activity::new());
     let tracker = activity.clone();
     let service_edge = edge.clone();
-    let hyper_service = hyper::service::service_fn(move |request| {
+    let hyper_service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let guard = tracker.begin();
+        request.extensions_mut().insert(ConnectionHold {
+            _slot: slot.clone(),
+            activity: tracker.clone(),
+        });
         let response = service(request, connection, service_edge.clone());
         async move {
             // The request counts as running until its response body is done.
@@ -279,7 +284,7 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
 
 /// When a connection last finished a request, and how many it is running:
 /// a connection with none running for `idle_timeout_ms` is closed.
-struct Activity {
+pub struct Activity {
     running: std::sync::atomic::AtomicUsize,
     last: std::sync::Mutex<tokio::time::Instant>,
 }
@@ -317,7 +322,25 @@ impl Activity {
 }
 
 /// Marks one request of a connection as running.
-struct RequestGuard(Arc<Activity>);
+pub struct RequestGuard(Arc<Activity>);
+
+/// Keeps a connection counted against the firewall's connection caps and
+/// busy against its idle timeout while something outlives the request that
+/// started it: a WebSocket holds it until it closes (an HTTP/1.1 upgrade
+/// leaves hyper's connection, an HTTP/2 one leaves no response body).
+/// Every request carries one in its extensions.
+#[derive(Clone)]
+pub struct ConnectionHold {
+    _slot: Option<Arc<Slot>>,
+    activity: Arc<Activity>,
+}
+
+impl ConnectionHold {
+    /// Counts a request as running on the connection until the guard drops.
+    pub fn running(&self) -> RequestGuard {
+        self.activity.begin()
+    }
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {

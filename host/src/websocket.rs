@@ -11,6 +11,7 @@
 
 use crate::capability::realtime::{Hub, Inbox, Message, Outbound};
 use crate::config::RealtimeConfig;
+use crate::listener::ConnectionHold;
 use crate::plugin::Plugin;
 use crate::plugin::events::{Event, OpenRequest, Rejection, Transport};
 use crate::plugin::mounts::Mounts;
@@ -80,9 +81,18 @@ pub async fn open<B>(
 ) -> Result<(Arc<Hub>, Inbox), Response<Body>> {
     let hub = plugin.provisions.load().realtime.clone();
     let inbox = hub.open(&plugin.granted.plugin);
+    // Forgets the connection unless it is accepted, also when this future is
+    // dropped while `on-open` runs (the client left, the stream was reset).
+    let mut pending = Pending {
+        hub: hub.clone(),
+        id: Some(inbox.id),
+    };
     let opened = open_request(request, transport);
     let refused = match plugin.event(Event::Open(inbox.id, opened)).await {
-        Ok(None) => return Ok((hub, inbox)),
+        Ok(None) => {
+            pending.id = None;
+            return Ok((hub, inbox));
+        }
         Ok(Some(Rejection { status, body })) => {
             let status = StatusCode::from_u16(status)
                 .ok()
@@ -98,8 +108,21 @@ pub async fn open<B>(
             )
         }
     };
-    hub.remove(inbox.id);
     Err(refused)
+}
+
+/// A connection registered in the hub whose `on-open` has not accepted it.
+struct Pending {
+    hub: Arc<Hub>,
+    id: Option<u64>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(id) = self.id {
+            self.hub.remove(id);
+        }
+    }
 }
 
 /// Runs `on-close` after a connection ended, logging a failure.
@@ -153,7 +176,14 @@ pub async fn accept(
     let upgrade = hyper::upgrade::on(&mut request);
     let limits = hub.limits();
     let id = inbox.id;
+    // The socket counts as a connection (firewall caps) and as a running
+    // request (idle timeout) for as long as it is open.
+    let held = request
+        .extensions()
+        .get::<ConnectionHold>()
+        .map(|hold| (hold.clone(), hold.running()));
     tokio::spawn(async move {
+        let _held = held;
         let (plugin, code, reason) = match upgrade.await {
             Ok(upgraded) => {
                 let config = WebSocketConfig::default()
@@ -235,6 +265,8 @@ impl Connection<'_> {
         let rate = RateLimiter::direct(rate);
         let every = Duration::from_millis(limits.ping_interval_ms);
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // After a long plugin event, one tick, not a burst of missed ones.
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Anything heard from the client since the last ping.
         let mut heard = true;
         loop {
@@ -245,8 +277,9 @@ impl Connection<'_> {
                         Some(Ok(Frame::Text(text))) => Message::Text(text),
                         Some(Ok(Frame::Binary(bytes))) => Message::Binary(bytes),
                         Some(Ok(Frame::Close(frame))) => {
-                            // tungstenite queued the reply; send it.
-                            let _ = socket.flush().await;
+                            // tungstenite queued the reply; send it, but do
+                            // not wait on a client that stopped reading.
+                            let _ = tokio::time::timeout(Duration::from_secs(1), socket.flush()).await;
                             return frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.as_str().to_owned()));
                         }
                         Some(Ok(_)) => continue, // ping, pong: tungstenite answers pings itself
