@@ -69,6 +69,15 @@ async fn query(server: &Server, plugin: &str, db: &str, sql: &str, params: Value
     .await
 }
 
+/// Asserts a call failed with `bad-statement`.
+fn bad_statement((status, body): (u16, Value)) {
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("bad-statement")),
+        "{body}"
+    );
+}
+
 async fn ok(result: (u16, Value)) -> Value {
     assert_eq!(result.0, 200, "{}", result.1);
     result.1
@@ -468,10 +477,16 @@ async fn kv_namespaces_ttl_limits_and_listing() {
     let site = Site::new();
     mount(&site, "alpha", "[grants]\nkv = true\n");
     mount(&site, "beta", "[grants]\nkv = true\n");
+    mount(
+        &site,
+        "gamma",
+        "[grants]\nkv = true\ndatabases = [\"main\"]\n",
+    );
     // Bodies up to 4 MiB reach the plugin, so the kv limit is the one hit.
     let server = site.serve_config(&config_with("[limits]\nmax_body_bytes = 4194304\n"), &[]);
     server.wait_serving("alpha").await;
     server.wait_serving("beta").await;
+    server.wait_serving("gamma").await;
     let http = client();
 
     for key in ["user:1", "user:2", "post:1"] {
@@ -493,6 +508,27 @@ async fn kv_namespaces_ttl_limits_and_listing() {
 
     // beta has a namespace of its own.
     assert_eq!(call(&server, "GET", "/beta/kv/user:1", None).await.0, 404);
+    // Nor can it reach the store through sql: kv lives apart from `main`,
+    // and a granted SQLite database cannot ATTACH another file.
+    bad_statement(
+        query(
+            &server,
+            "gamma",
+            "main",
+            "SELECT * FROM gatehouse_kv",
+            json!([]),
+        )
+        .await,
+    );
+    let host_db = site.data().join("gatehouse.db");
+    assert!(host_db.is_file());
+    let attach = format!("ATTACH DATABASE '{}' AS host", host_db.display());
+    let (status, body) = execute(&server, "gamma", "main", &attach, json!([])).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("attached"),
+        "{body}"
+    );
     assert_eq!(
         call(&server, "GET", "/beta/kv?prefix=", None).await.1,
         json!([])
@@ -786,18 +822,15 @@ async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old
     assert!(error.contains("0002_broken"), "{error}");
     assert_eq!(failed["state"], "serving");
     assert_eq!(failed["loaded_at"], first["loaded_at"]);
-    let (status, body) = query(
-        &server,
-        "notes",
-        "main",
-        "SELECT color FROM notes",
-        json!([]),
-    )
-    .await;
-    assert_eq!(
-        (status, &body["error"]),
-        (400, &json!("bad-statement")),
-        "{body}"
+    bad_statement(
+        query(
+            &server,
+            "notes",
+            "main",
+            "SELECT color FROM notes",
+            json!([]),
+        )
+        .await,
     );
 
     // Fixed: applied once, and the data of the first stays.

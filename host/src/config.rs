@@ -598,9 +598,9 @@ impl DatabaseConfig {
     }
 
     /// The embedded SQLite database `main` in the data folder.
-    pub fn embedded(data_dir: &Path) -> DatabaseConfig {
+    pub fn embedded(data_dir: &Path, file: &str) -> DatabaseConfig {
         DatabaseConfig {
-            url: format!("sqlite://{}", data_dir.join("main.db").display()),
+            url: format!("sqlite://{}", data_dir.join(file).display()),
             max_connections: Self::default_max_connections(),
             acquire_timeout_ms: Self::default_acquire_timeout_ms(),
             statement_timeout_ms: Self::default_statement_timeout_ms(),

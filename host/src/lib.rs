@@ -79,7 +79,7 @@ pub async fn serve(
     }
     let runtime = Arc::new(Runtime::new(&data_dir)?);
     let provisions = capability::Provisions::prepare(&config, None)?;
-    if let Err(e) = capability::migrations::migrate_host(provisions.databases.main()).await {
+    if let Err(e) = capability::migrations::migrate_host(provisions.databases.host()).await {
         tracing::error!("{e}; kv calls fail until it succeeds, retried in the background");
     }
     let _maintenance = provisions.maintain();

@@ -193,8 +193,8 @@ impl Site {
             }
         }
         if !Arc::ptr_eq(
-            prepared_provisions.databases.main(),
-            current.databases.main(),
+            prepared_provisions.databases.host(),
+            current.databases.host(),
         ) {
             prepared_provisions.maintain();
         }

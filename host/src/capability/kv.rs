@@ -1,6 +1,7 @@
 //! `gatehouse:plugin/kv`: a key-value store private to each plugin, kept
-//! in the host's `main` database (table `gatehouse_kv`, one namespace per
-//! plugin name), with expiry and atomic increments.
+//! in the host's own database (table `gatehouse_kv`, one namespace per
+//! plugin name; see [`super::sql::Databases::host`]), with expiry and atomic
+//! increments.
 
 use super::bindings::gatehouse::plugin::kv::Error as KvError;
 use super::sql::{Database, Pool, sql_error};

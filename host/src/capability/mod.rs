@@ -86,7 +86,7 @@ impl Provisions {
     /// answers, and sweeps expired kv entries every minute. Runs until the
     /// process ends; a reload that replaces `main` starts a new one.
     pub fn maintain(&self) -> tokio::task::JoinHandle<()> {
-        let main = self.databases.main().clone();
+        let main = self.databases.host().clone();
         tokio::spawn(async move {
             let mut delay = std::time::Duration::from_millis(500);
             loop {
@@ -141,7 +141,7 @@ impl Held {
         }
         Ok(kv::Store::new(
             &self.granted.plugin,
-            self.databases.main().clone(),
+            self.databases.host().clone(),
         ))
     }
 }

@@ -43,6 +43,10 @@ use std::time::Duration;
 /// The database every host has: the embedded SQLite file unless configured.
 pub const MAIN: &str = "main";
 
+/// The host's own SQLite file in the data folder (the kv store) when `main`
+/// is SQLite: apart from every database a plugin can be granted.
+const HOST_FILE: &str = "gatehouse.db";
+
 /// One pool.
 #[derive(Clone, Debug)]
 pub enum Pool {
@@ -58,10 +62,13 @@ pub struct Database {
     pub pool: Pool,
 }
 
-/// Every configured database, by name.
-#[derive(Debug, Default)]
+/// Every configured database, by name, and the host's own.
+#[derive(Debug)]
 pub struct Databases {
     by_name: HashMap<String, Arc<Database>>,
+    /// Where the kv store lives: `<data>/gatehouse.db` when `main` is
+    /// SQLite, else `main` itself (a fleet shares its Postgres).
+    host: Arc<Database>,
 }
 
 impl Databases {
@@ -76,19 +83,26 @@ impl Databases {
         let mut configs = configs.clone();
         configs
             .entry(MAIN.to_owned())
-            .or_insert_with(|| DatabaseConfig::embedded(data_dir));
+            .or_insert_with(|| DatabaseConfig::embedded(data_dir, "main.db"));
+        let open = |name: &str, config: DatabaseConfig, kept: Option<&Arc<Database>>| match kept
+            .filter(|db| db.config == config)
+        {
+            Some(db) => Ok(db.clone()),
+            None => Database::open(name, config).map(Arc::new),
+        };
         let mut by_name = HashMap::new();
         for (name, config) in configs {
-            let kept = previous
-                .and_then(|p| p.by_name.get(&name))
-                .filter(|db| db.config == config);
-            let database = match kept {
-                Some(db) => db.clone(),
-                None => Arc::new(Database::open(&name, config)?),
-            };
+            let database = open(&name, config, previous.and_then(|p| p.by_name.get(&name)))?;
             by_name.insert(name, database);
         }
-        Ok(Databases { by_name })
+        let main = by_name[MAIN].clone();
+        let host = if main.config.is_sqlite() {
+            let config = DatabaseConfig::embedded(data_dir, HOST_FILE);
+            open("gatehouse", config, previous.map(|p| &p.host))?
+        } else {
+            main
+        };
+        Ok(Databases { by_name, host })
     }
 
     /// The database called `name`.
@@ -96,10 +110,10 @@ impl Databases {
         self.by_name.get(name)
     }
 
-    /// The host's own database, which keeps the kv store and migration
-    /// histories.
-    pub fn main(&self) -> &Arc<Database> {
-        &self.by_name[MAIN]
+    /// The host's own database, which keeps the kv store; no plugin can be
+    /// granted it when `main` is SQLite.
+    pub fn host(&self) -> &Arc<Database> {
+        &self.host
     }
 }
 
@@ -129,6 +143,7 @@ impl Database {
                 PoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire)
+                    .after_connect(|conn, _| Box::pin(forbid_attach(conn)))
                     .connect_lazy_with(options),
             )
         } else {
@@ -257,6 +272,23 @@ impl Database {
             )))
         })
     }
+}
+
+/// A statement on a granted database must not reach another file: `ATTACH`
+/// (of the host's own database, or a new file anywhere) fails on every
+/// SQLite connection with "too many attached databases".
+async fn forbid_attach(conn: &mut sqlx::SqliteConnection) -> std::result::Result<(), sqlx::Error> {
+    let mut handle = conn.lock_handle().await?;
+    // SAFETY: the handle is this open connection's, held locked for the
+    // call; sqlite3_limit only lowers a limit on it.
+    unsafe {
+        libsqlite3_sys::sqlite3_limit(
+            handle.as_raw_handle().as_ptr(),
+            libsqlite3_sys::SQLITE_LIMIT_ATTACHED,
+            0,
+        );
+    }
+    Ok(())
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
