@@ -961,3 +961,64 @@ async fn a_source_folder_ships_its_migrations() {
         json!([[{"integer": 1}, {"text": "stock"}]])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection() {
+    let site = Site::new();
+    mount(
+        &site,
+        "app",
+        "[grants]\ndatabases = [\"one\", \"check\", \"pg\"]\n",
+    );
+    // `one` has a single connection, so a transaction left open on it would
+    // swallow the next call; `check` reads the same file apart.
+    let file = site.data().join("shared.db");
+    let config = config_with(&format!(
+        "[databases.one]\nurl = \"sqlite://{0}\"\nmax_connections = 1\n\
+         [databases.check]\nurl = \"sqlite://{0}\"\n\
+         [databases.pg]\nurl = \"{POSTGRES}\"\n",
+        file.display()
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+
+    ok(execute(
+        &server,
+        "app",
+        "one",
+        "CREATE TABLE t (x INTEGER)",
+        json!([]),
+    )
+    .await)
+    .await;
+    for opener in [
+        "BEGIN",
+        "SAVEPOINT s",
+        "BEGIN IMMEDIATE; INSERT INTO t VALUES (0)",
+    ] {
+        let (status, body) = execute(&server, "app", "one", opener, json!([])).await;
+        assert_eq!(status, 400, "{opener}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("batch"),
+            "{body}"
+        );
+    }
+    ok(execute(&server, "app", "one", "INSERT INTO t VALUES (1)", json!([])).await).await;
+    // Committed: another pool sees it, and nothing of the refused calls.
+    let rows = ok(query(&server, "app", "check", "SELECT x FROM t", json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 1}]]));
+
+    for command in [
+        "BEGIN",
+        "  start transaction",
+        "SET search_path TO elsewhere",
+        "-- a comment\nreset all",
+        "/* nested /* */ */ BEGIN",
+    ] {
+        let (status, body) = execute(&server, "app", "pg", command, json!([])).await;
+        assert_eq!(status, 400, "{command}: {body}");
+        assert_eq!(body["error"], "bad-statement", "{command}: {body}");
+    }
+    let rows = ok(query(&server, "app", "pg", "SELECT 'setting' AS word", json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"text": "setting"}]]));
+}

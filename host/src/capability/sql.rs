@@ -176,6 +176,7 @@ impl Database {
                         .fetch_all(&mut *conn)
                         .await
                         .map_err(sql_error)?;
+                    no_transaction_left(&mut conn, sql).await?;
                     let mut rows = rows_of(&rows, sqlite_value)?;
                     if rows.rows.is_empty() {
                         // No row to read the names from: ask the statement
@@ -186,6 +187,7 @@ impl Database {
                     Ok(rows)
                 }
                 Pool::Postgres(pool) => {
+                    no_session_command(sql)?;
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
                     let (query, columns) = bind_postgres(&mut conn, sql, params).await?;
                     let rows = query.fetch_all(&mut *conn).await.map_err(sql_error)?;
@@ -204,12 +206,17 @@ impl Database {
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
         self.bounded(async {
             match &self.pool {
-                Pool::Sqlite(pool) => Ok(bind_sqlite(sqlx::query(sql), params)
-                    .execute(pool)
-                    .await
-                    .map_err(sql_error)?
-                    .rows_affected()),
+                Pool::Sqlite(pool) => {
+                    let mut conn = pool.acquire().await.map_err(sql_error)?;
+                    let done = bind_sqlite(sqlx::query(sql), params)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(sql_error)?;
+                    no_transaction_left(&mut conn, sql).await?;
+                    Ok(done.rows_affected())
+                }
                 Pool::Postgres(pool) => {
+                    no_session_command(sql)?;
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
                     let (query, _) = bind_postgres(&mut conn, sql, params).await?;
                     Ok(query
@@ -271,6 +278,83 @@ impl Database {
                 limit.as_millis()
             )))
         })
+    }
+}
+
+/// What a plugin is told when a call would leave its pooled connection in a
+/// transaction or with changed session settings for the next caller.
+const STATE_LEFT: &str = "a transaction or session setting cannot outlive its call \
+    (connections are pooled and shared): use batch, which runs statements in one transaction";
+
+/// Closes a SQLite connection that a plugin's statement left inside a
+/// transaction (`BEGIN`, `SAVEPOINT`): what it did inside is rolled back, and the
+/// next caller gets a clean connection. Only text naming one of those can
+/// open a transaction, so other statements skip the check.
+async fn no_transaction_left(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    sql: &str,
+) -> Result<(), SqlError> {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.contains("begin") && !lower.contains("savepoint") {
+        return Ok(());
+    }
+    let in_transaction = {
+        let mut handle = conn.lock_handle().await.map_err(sql_error)?;
+        // SAFETY: the handle is this open connection's, held locked for the
+        // call; sqlite3_get_autocommit only reads its state.
+        unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) == 0 }
+    };
+    if in_transaction {
+        conn.close_on_drop();
+        return Err(SqlError::BadStatement(STATE_LEFT.to_owned()));
+    }
+    Ok(())
+}
+
+/// Refuses a Postgres statement that would change the session of its pooled
+/// connection: opening a transaction and `SET`/`RESET`. A Postgres statement
+/// with parameters is one command, so its first word says what it is.
+fn no_session_command(sql: &str) -> Result<(), SqlError> {
+    const REFUSED: [&str; 5] = ["begin", "start", "savepoint", "set", "reset"];
+    let word: String = skip_comments(sql)
+        .chars()
+        .take_while(char::is_ascii_alphabetic)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    if REFUSED.contains(&word.as_str()) {
+        return Err(SqlError::BadStatement(format!("`{word}`: {STATE_LEFT}")));
+    }
+    Ok(())
+}
+
+/// `sql` from its first token: leading whitespace, `-- …` and `/* … */`
+/// comments skipped.
+fn skip_comments(mut sql: &str) -> &str {
+    loop {
+        sql = sql.trim_start();
+        if let Some(rest) = sql.strip_prefix("--") {
+            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+        } else if sql.starts_with("/*") {
+            // Postgres nests block comments.
+            let (bytes, mut depth, mut at) = (sql.as_bytes(), 0usize, 0);
+            while at < bytes.len() {
+                if bytes[at..].starts_with(b"/*") {
+                    depth += 1;
+                    at += 2;
+                } else if bytes[at..].starts_with(b"*/") {
+                    depth -= 1;
+                    at += 2;
+                    if depth == 0 {
+                        break;
+                    }
+                } else {
+                    at += 1;
+                }
+            }
+            sql = sql.get(at..).unwrap_or("");
+        } else {
+            return sql;
+        }
     }
 }
 
