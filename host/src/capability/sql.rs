@@ -121,7 +121,7 @@ impl Database {
     fn open(name: &str, config: DatabaseConfig) -> Result<Database> {
         let bad = |e: sqlx::Error| Error::Database {
             name: name.to_owned(),
-            message: format!("invalid url `{}`: {e}", config.url),
+            message: format!("invalid url `{}`: {e}", without_password(&config.url)),
         };
         let acquire = Duration::from_millis(config.acquire_timeout_ms);
         let pool = if config.is_sqlite() {
@@ -278,6 +278,24 @@ impl Database {
                 limit.as_millis()
             )))
         })
+    }
+}
+
+/// `url` with the password of its user info masked, for messages and logs.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    // The last `@`: an unencoded password may hold `/`, `?` or `@`.
+    match rest.rsplit_once('@') {
+        Some((user_info, after)) => {
+            let user = user_info
+                .split_once(':')
+                .map_or(user_info, |(user, _)| user);
+            let masked = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{masked}@{after}")
+        }
+        None => url.to_owned(),
     }
 }
 
@@ -737,4 +755,37 @@ pub fn sql_error(error: sqlx::Error) -> SqlError {
 /// pooled connection for its own length.
 pub struct Connection {
     pub database: Arc<Database>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_in_a_message_shows_no_password() {
+        assert_eq!(
+            without_password("postgres://app:s3cr#t@db.internal:5432/app?sslmode=require"),
+            "postgres://app:***@db.internal:5432/app?sslmode=require"
+        );
+        assert_eq!(
+            without_password("postgres://app:pa/ss?@db/app"),
+            "postgres://app:***@db/app"
+        );
+        assert_eq!(
+            without_password("postgres://app@db/app"),
+            "postgres://app@db/app"
+        );
+        assert_eq!(
+            without_password("sqlite://data/main.db"),
+            "sqlite://data/main.db"
+        );
+    }
+
+    #[test]
+    fn the_first_word_of_a_statement_is_found_past_comments() {
+        assert!(no_session_command("/* a /* nested */ one */ -- and a line\n BEGIN").is_err());
+        assert!(no_session_command("set search_path to x").is_err());
+        assert!(no_session_command("SELECT 'begin'").is_ok());
+        assert!(no_session_command("/* unterminated").is_ok());
+    }
 }
