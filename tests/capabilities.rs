@@ -1019,6 +1019,21 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
         assert_eq!(status, 400, "{command}: {body}");
         assert_eq!(body["error"], "bad-statement", "{command}: {body}");
     }
+    // A result the host would have to buffer without bound is refused.
+    for (db, huge) in [
+        ("one", "SELECT zeroblob(100000000)"),
+        (
+            "one",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20) SELECT zeroblob(8000000) FROM n",
+        ),
+        (
+            "pg",
+            "SELECT repeat('x', 8000000) FROM generate_series(1, 20)",
+        ),
+    ] {
+        let (status, body) = query(&server, "app", db, huge, json!([])).await;
+        assert_eq!(status, 400, "{huge}: {body}");
+    }
     let rows = ok(query(&server, "app", "pg", "SELECT 'setting' AS word", json!([])).await).await;
     assert_eq!(rows["rows"], json!([[{"text": "setting"}]]));
 }

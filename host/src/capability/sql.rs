@@ -143,7 +143,7 @@ impl Database {
                 PoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire)
-                    .after_connect(|conn, _| Box::pin(forbid_attach(conn)))
+                    .after_connect(|conn, _| Box::pin(limit_connection(conn)))
                     .connect_lazy_with(options),
             )
         } else {
@@ -172,12 +172,13 @@ impl Database {
             match &self.pool {
                 Pool::Sqlite(pool) => {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
-                    let rows = bind_sqlite(sqlx::query(sql), params)
-                        .fetch_all(&mut *conn)
-                        .await
-                        .map_err(sql_error)?;
+                    let read = read_rows(
+                        bind_sqlite(sqlx::query(sql), params).fetch(&mut *conn),
+                        sqlite_value,
+                    )
+                    .await;
                     no_transaction_left(&mut conn, sql).await?;
-                    let mut rows = rows_of(&rows, sqlite_value)?;
+                    let mut rows = read?;
                     if rows.rows.is_empty() {
                         // No row to read the names from: ask the statement
                         // (prepared already, so this is a cache hit).
@@ -190,8 +191,7 @@ impl Database {
                     no_session_command(sql)?;
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
                     let (query, columns) = bind_postgres(&mut conn, sql, params).await?;
-                    let rows = query.fetch_all(&mut *conn).await.map_err(sql_error)?;
-                    let mut rows = rows_of(&rows, pg_value)?;
+                    let mut rows = read_rows(query.fetch(&mut *conn), pg_value).await?;
                     if rows.rows.is_empty() {
                         rows.columns = columns;
                     }
@@ -376,19 +376,21 @@ fn skip_comments(mut sql: &str) -> &str {
     }
 }
 
-/// A statement on a granted database must not reach another file: `ATTACH`
-/// (of the host's own database, or a new file anywhere) fails on every
-/// SQLite connection with "too many attached databases".
-async fn forbid_attach(conn: &mut sqlx::SqliteConnection) -> std::result::Result<(), sqlx::Error> {
+/// The limits of every SQLite connection. A statement on a granted database
+/// must not reach another file: `ATTACH` (of the host's own database, or a
+/// new file anywhere) fails with "too many attached databases". And no value
+/// or row may exceed [`MAX_SQLITE_LENGTH`].
+async fn limit_connection(
+    conn: &mut sqlx::SqliteConnection,
+) -> std::result::Result<(), sqlx::Error> {
     let mut handle = conn.lock_handle().await?;
     // SAFETY: the handle is this open connection's, held locked for the
     // call; sqlite3_limit only lowers a limit on it.
     unsafe {
-        libsqlite3_sys::sqlite3_limit(
-            handle.as_raw_handle().as_ptr(),
-            libsqlite3_sys::SQLITE_LIMIT_ATTACHED,
-            0,
-        );
+        let db = handle.as_raw_handle().as_ptr();
+        libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_ATTACHED, 0);
+        // No value or row bigger than this, so one row cannot flood the host.
+        libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_LENGTH, MAX_SQLITE_LENGTH);
     }
     Ok(())
 }
@@ -408,20 +410,50 @@ fn bind_sqlite<'q>(mut query: SqliteQuery<'q>, params: &'q [Value]) -> SqliteQue
     query
 }
 
-/// The rows of a result, each value mapped by `value(row, column)`.
-fn rows_of<R: Row>(
-    rows: &[R],
+/// The most a query's result may hold in the host, in bytes of text and
+/// blobs: a plugin cannot make the host buffer more than this per call.
+pub const MAX_RESULT_BYTES: usize = 64 << 20;
+
+/// The largest value or row a SQLite statement may build (SQLITE_LIMIT_LENGTH).
+const MAX_SQLITE_LENGTH: i32 = 16 << 20;
+
+/// Reads a result's rows as they arrive, each value mapped by
+/// `value(row, column)`, until the result is over [`MAX_RESULT_BYTES`].
+async fn read_rows<R: Row>(
+    mut stream: futures_util::stream::BoxStream<'_, std::result::Result<R, sqlx::Error>>,
     value: impl Fn(&R, usize) -> Result<Value, SqlError>,
 ) -> Result<Rows, SqlError> {
-    let columns = rows
-        .first()
-        .map(|row| column_names(row.columns()))
-        .unwrap_or_default();
-    let rows = rows
-        .iter()
-        .map(|row| (0..row.len()).map(|i| value(row, i)).collect())
-        .collect::<Result<_, _>>()?;
-    Ok(Rows { columns, rows })
+    use futures_util::TryStreamExt;
+    let (mut columns, mut rows, mut bytes) = (None, Vec::new(), 0usize);
+    while let Some(row) = stream.try_next().await.map_err(sql_error)? {
+        if columns.is_none() {
+            columns = Some(column_names(row.columns()));
+        }
+        let values = (0..row.len())
+            .map(|i| value(&row, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        bytes += values.iter().map(value_size).sum::<usize>();
+        if bytes > MAX_RESULT_BYTES {
+            return Err(SqlError::BadStatement(format!(
+                "the result is over {} MiB: select fewer rows or columns (LIMIT, OFFSET)",
+                MAX_RESULT_BYTES >> 20
+            )));
+        }
+        rows.push(values);
+    }
+    Ok(Rows {
+        columns: columns.unwrap_or_default(),
+        rows,
+    })
+}
+
+/// What a value costs the host to hold, roughly.
+fn value_size(value: &Value) -> usize {
+    match value {
+        Value::Text(text) => text.len(),
+        Value::Blob(blob) => blob.len(),
+        Value::Null | Value::Integer(_) | Value::Real(_) => 8,
+    }
 }
 
 /// The names of a result's columns.
@@ -723,8 +755,9 @@ pub fn sql_error(error: sqlx::Error) -> SqlError {
                         || code == "6"
                     {
                         SqlError::Unavailable(message)
-                    } else if code == "1" {
-                        // SQLITE_ERROR: syntax errors, unknown tables and columns.
+                    } else if code == "1" || code == "18" {
+                        // SQLITE_ERROR: syntax errors, unknown tables and
+                        // columns; SQLITE_TOOBIG: a value or row over the limit.
                         SqlError::BadStatement(message)
                     } else {
                         SqlError::Other(message)
