@@ -621,6 +621,16 @@ async fn increments_lose_nothing(server: &Server, plugin: &str) {
     )
     .await;
     assert_eq!(body, json!({"value": n - 5}));
+    // Past i64::MAX is an error that says so, and the value stays.
+    let url = |delta: i64| format!("/{plugin}/kv/{key}/increment?delta={delta}");
+    let (status, body) = call(server, "POST", &url(i64::MAX), None).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("overflow"),
+        "{body}"
+    );
+    let (_, body) = call(server, "POST", &url(0), None).await;
+    assert_eq!(body, json!({"value": n - 5}));
 }
 
 #[tokio::test(flavor = "multi_thread")]

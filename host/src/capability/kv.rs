@@ -100,11 +100,12 @@ impl Store {
             .fetch_one(pool)
             .await);
         let text = text.map_err(|e| match sql_error(e) {
-            // Postgres refuses the cast (bad-statement); on SQLite a non-integer
-            // gives NULL, which the NOT NULL column refuses (constraint).
+            // Postgres refuses the cast or the overflow (bad-statement); on
+            // SQLite either gives NULL, which the NOT NULL column refuses
+            // (constraint).
             super::bindings::gatehouse::plugin::sql::Error::BadStatement(_)
             | super::bindings::gatehouse::plugin::sql::Error::Constraint(_) => KvError::Other(
-                format!("the value at `{key}` is not an integer, so it cannot be incremented"),
+                format!("the value at `{key}` is not an integer, or adding {delta} would overflow 64 bits, so it cannot be incremented"),
             ),
             other => kv_error_of(other),
         })?;
@@ -156,12 +157,14 @@ impl Store {
 }
 
 /// The atomic increment on SQLite. The value is decimal text in a blob; a
-/// value that is not an integer becomes NULL, which the column refuses.
+/// value that is not an integer, or a sum past 64 bits (which SQLite would
+/// make a REAL), becomes NULL, which the column refuses.
 const INCREMENT_SQLITE: &str = "INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
      VALUES ($1, $2, CAST(CAST($3 AS TEXT) AS BLOB), NULL) \
      ON CONFLICT (namespace, key) DO UPDATE SET \
        value = CAST(CAST(CASE WHEN gatehouse_kv.expires_at IS NOT NULL AND gatehouse_kv.expires_at <= $4 THEN $3 \
          WHEN CAST(CAST(CAST(gatehouse_kv.value AS TEXT) AS INTEGER) AS TEXT) = CAST(gatehouse_kv.value AS TEXT) \
+           AND typeof(CAST(CAST(gatehouse_kv.value AS TEXT) AS INTEGER) + $3) = 'integer' \
          THEN CAST(CAST(gatehouse_kv.value AS TEXT) AS INTEGER) + $3 \
          END AS TEXT) AS BLOB), \
        expires_at = CASE WHEN gatehouse_kv.expires_at <= $4 THEN NULL ELSE gatehouse_kv.expires_at END \
