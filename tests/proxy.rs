@@ -345,7 +345,8 @@ async fn a_websocket_passes_through_the_proxy() {
     let site = Site::new();
     let server = site.serve_config(
         &config_with(&format!(
-            "[[route]]\npath = \"/live/*\"\nproxy = [\"{}\"]\nstrip_prefix = true\n",
+            "[[route]]\npath = \"/live/*\"\nproxy = [\"{}\"]\nstrip_prefix = true\n\
+             [firewall]\nmax_connections_per_ip = 1\n",
             up.url()
         )),
         &[],
@@ -355,6 +356,14 @@ async fn a_websocket_passes_through_the_proxy() {
             .await
             .unwrap();
     assert_eq!(response.status(), 101);
+    // The joined connection still counts: a second one from the address is
+    // refused while it is open.
+    assert!(
+        tokio_tungstenite::connect_async(format!("ws://{}/live/ws", server.addr))
+            .await
+            .is_err(),
+        "a second connection got through max_connections_per_ip = 1"
+    );
     for i in 0..20 {
         let text = format!("message {i}");
         socket.send(Message::text(text.clone())).await.unwrap();

@@ -218,10 +218,16 @@ async fn serve<I, S, F>(
     let service_edge = edge.clone();
     let hyper_service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         let guard = tracker.begin();
-        request.extensions_mut().insert(ConnectionHold {
-            _slot: slot.clone(),
-            activity: tracker.clone(),
-        });
+        // An upgrade (a WebSocket to a plugin, any protocol through the
+        // proxy) or a CONNECT stream may outlive its request.
+        if request.method() == hyper::Method::CONNECT
+            || request.headers().contains_key(hyper::header::UPGRADE)
+        {
+            request.extensions_mut().insert(ConnectionHold {
+                _slot: slot.clone(),
+                activity: tracker.clone(),
+            });
+        }
         let response = service(request, connection, service_edge.clone());
         async move {
             // The request counts as running until its response body is done.
@@ -328,7 +334,7 @@ pub struct RequestGuard(Arc<Activity>);
 /// busy against its idle timeout while something outlives the request that
 /// started it: a WebSocket holds it until it closes (an HTTP/1.1 upgrade
 /// leaves hyper's connection, an HTTP/2 one leaves no response body).
-/// Every request carries one in its extensions.
+/// Every upgrade or CONNECT request carries one in its extensions.
 #[derive(Clone)]
 pub struct ConnectionHold {
     _slot: Option<Arc<Slot>>,

@@ -14,6 +14,7 @@
 //!   (WebSockets).
 
 use crate::config::{Balance, HealthCheck, RouteConfig};
+use crate::listener::ConnectionHold;
 use crate::server::{Body, BoxError, text};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -298,7 +299,10 @@ pub async fn forward(
     mut request: Request<UpstreamBody>,
     from: &Forwarding,
 ) -> Response<Body> {
-    let upgrade = wants_upgrade(&request).then(|| hyper::upgrade::on(&mut request));
+    let upgrade = wants_upgrade(&request).then(|| ClientUpgrade {
+        on: hyper::upgrade::on(&mut request),
+        hold: request.extensions().get::<ConnectionHold>().cloned(),
+    });
     let (mut parts, body) = request.into_parts();
     let headers = upstream_headers(&mut parts, from, upgrade.is_some());
     let path_and_query = parts
@@ -433,6 +437,13 @@ fn idempotent(method: &Method) -> bool {
     )
 }
 
+/// The client's side of an upgrade: its connection once switched, and what
+/// keeps that connection counted meanwhile.
+struct ClientUpgrade {
+    on: hyper::upgrade::OnUpgrade,
+    hold: Option<ConnectionHold>,
+}
+
 /// An HTTP/1.1 `Connection: upgrade` request with an `Upgrade` header.
 fn wants_upgrade<B>(request: &Request<B>) -> bool {
     request.version() == Version::HTTP_11
@@ -527,7 +538,7 @@ fn upstream_headers(
 fn downstream_response(
     pool: &Pool,
     response: Response<hyper::body::Incoming>,
-    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    client_upgrade: Option<ClientUpgrade>,
     in_flight: ActiveToken,
 ) -> Response<Body> {
     let mut response = response;
@@ -541,7 +552,9 @@ fn downstream_response(
         let upstream_upgrade = hyper::upgrade::on(&mut response);
         let route = pool.route.clone();
         tokio::spawn(async move {
-            let (client, upstream) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
+            // The joined connections count against the firewall's caps.
+            let _hold = client_upgrade.hold;
+            let (client, upstream) = match tokio::try_join!(client_upgrade.on, upstream_upgrade) {
                 Ok(both) => both,
                 Err(e) => return tracing::debug!(%route, "upgrade failed: {e}"),
             };

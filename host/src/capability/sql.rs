@@ -312,8 +312,12 @@ async fn no_transaction_left(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
     sql: &str,
 ) -> Result<(), SqlError> {
-    let lower = sql.to_ascii_lowercase();
-    if !lower.contains("begin") && !lower.contains("savepoint") {
+    let names = |word: &[u8]| {
+        sql.as_bytes()
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    if !names(b"begin") && !names(b"savepoint") {
         return Ok(());
     }
     let in_transaction = {
