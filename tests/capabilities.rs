@@ -1047,3 +1047,73 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
     let rows = ok(query(&server, "app", "pg", "SELECT 'setting' AS word", json!([])).await).await;
     assert_eq!(rows["rows"], json!([[{"text": "setting"}]]));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_sqlite_statement_is_stopped_at_its_timeout_and_frees_its_connection() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"slow\"]\n");
+    // Two connections, so three runaway statements also queue for one.
+    let config = config_with(&format!(
+        "[databases.slow]\nurl = \"sqlite://{}\"\nmax_connections = 2\n\
+         statement_timeout_ms = 300\nacquire_timeout_ms = 2000\n",
+        site.data().join("slow.db").display()
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    // 100,000 rows, then a trigger that takes a millisecond or so per row.
+    for statement in [
+        "CREATE TABLE a (x INTEGER)",
+        "INSERT INTO a WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r \
+         WHERE i < 100000) SELECT i FROM r",
+        "CREATE TABLE b (x INTEGER)",
+        "CREATE TRIGGER slow AFTER UPDATE ON a BEGIN INSERT INTO b SELECT count(*) FROM \
+         (WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 20000) \
+         SELECT i FROM r); END",
+    ] {
+        ok(execute(&server, "app", "slow", statement, json!([])).await).await;
+    }
+
+    let forever = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r) \
+                   SELECT count(*) FROM r";
+    // Each row runs the trigger's own program, which must not restart the
+    // statement's clock.
+    let every_row_runs_a_trigger = "UPDATE a SET x = x + 1 RETURNING x";
+    let started = Instant::now();
+    let runaways = [forever, forever, every_row_runs_a_trigger]
+        .map(|sql| async { query(&server, "app", "slow", sql, json!([])).await });
+    for (status, body) in futures_util::future::join_all(runaways).await {
+        assert_eq!(
+            (status, &body["error"]),
+            (503, &json!("unavailable")),
+            "{body}"
+        );
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("statement_timeout_ms"),
+            "{body}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    // Nothing of the stopped update stays, and both connections serve again,
+    // a statement led by a comment included.
+    for _ in 0..4 {
+        let started = Instant::now();
+        let rows = ok(query(
+            &server,
+            "app",
+            "slow",
+            "-- a comment\nSELECT (SELECT sum(x) FROM a) + (SELECT count(*) FROM b) AS n",
+            json!([]),
+        )
+        .await)
+        .await;
+        assert_eq!(rows["rows"], json!([[{"integer": 5_000_050_000_i64}]]));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+}

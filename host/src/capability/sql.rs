@@ -124,6 +124,7 @@ impl Database {
             message: format!("invalid url `{}`: {e}", without_password(&config.url)),
         };
         let acquire = Duration::from_millis(config.acquire_timeout_ms);
+        let timeout = Duration::from_millis(config.statement_timeout_ms);
         let pool = if config.is_sqlite() {
             let options = SqliteConnectOptions::from_str(&config.url)
                 .map_err(bad)?
@@ -131,7 +132,7 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
-                .busy_timeout(Duration::from_millis(config.statement_timeout_ms));
+                .busy_timeout(timeout);
             if let Some(parent) = options.get_filename().parent()
                 && !parent.as_os_str().is_empty()
             {
@@ -143,7 +144,7 @@ impl Database {
                 PoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire)
-                    .after_connect(|conn, _| Box::pin(limit_connection(conn)))
+                    .after_connect(move |conn, _| Box::pin(limit_connection(conn, timeout)))
                     .connect_lazy_with(options),
             )
         } else {
@@ -382,21 +383,97 @@ fn skip_comments(mut sql: &str) -> &str {
 
 /// The limits of every SQLite connection. A statement on a granted database
 /// must not reach another file: `ATTACH` (of the host's own database, or a
-/// new file anywhere) fails with "too many attached databases". And no value
-/// or row may exceed [`MAX_SQLITE_LENGTH`].
+/// new file anywhere) fails with "too many attached databases". No value
+/// or row may exceed [`MAX_SQLITE_LENGTH`]. And no statement may run past
+/// `timeout`: SQLite itself stops it (see [`StatementClock`]), so a runaway
+/// query cannot keep a pooled connection busy after its caller gave up.
 async fn limit_connection(
     conn: &mut sqlx::SqliteConnection,
+    timeout: Duration,
 ) -> std::result::Result<(), sqlx::Error> {
     let mut handle = conn.lock_handle().await?;
+    let clock = Arc::new(StatementClock::new(timeout));
     // SAFETY: the handle is this open connection's, held locked for the
-    // call; sqlite3_limit only lowers a limit on it.
+    // call; sqlite3_limit only lowers a limit on it. The trace callback's
+    // context is the clock the progress handler below owns; sqlx drops that
+    // handler only when the connection closes, after its last statement.
     unsafe {
         let db = handle.as_raw_handle().as_ptr();
         libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_ATTACHED, 0);
         // No value or row bigger than this, so one row cannot flood the host.
         libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_LENGTH, MAX_SQLITE_LENGTH);
+        libsqlite3_sys::sqlite3_trace_v2(
+            db,
+            libsqlite3_sys::SQLITE_TRACE_STMT as std::ffi::c_uint,
+            Some(statement_started),
+            Arc::as_ptr(&clock).cast_mut().cast(),
+        );
     }
+    handle.set_progress_handler(PROGRESS_OPS, move || clock.within_timeout());
     Ok(())
+}
+
+/// SQLite virtual machine steps between two looks at the statement clock:
+/// a point query never reaches it, a runaway one is stopped within
+/// microseconds of its timeout.
+const PROGRESS_OPS: i32 = 4096;
+
+/// When the statement running on one SQLite connection started, so its
+/// progress handler can interrupt it past the database's statement timeout.
+/// Both callbacks run on the connection's worker thread.
+struct StatementClock {
+    timeout: Duration,
+    /// Milliseconds from `base` to the start of the running statement.
+    started: std::sync::atomic::AtomicU64,
+    base: std::time::Instant,
+}
+
+impl StatementClock {
+    fn new(timeout: Duration) -> StatementClock {
+        StatementClock {
+            timeout,
+            started: std::sync::atomic::AtomicU64::new(0),
+            base: std::time::Instant::now(),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn start(&self) {
+        self.started
+            .store(self.elapsed_ms(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// False once the running statement is past the timeout: SQLite then
+    /// stops it with SQLITE_INTERRUPT.
+    fn within_timeout(&self) -> bool {
+        let started = self.started.load(std::sync::atomic::Ordering::Relaxed);
+        let limit = u64::try_from(self.timeout.as_millis()).unwrap_or(u64::MAX);
+        self.elapsed_ms().saturating_sub(started) <= limit
+    }
+}
+
+/// SQLITE_TRACE_STMT: a statement starts running, or a trigger's program
+/// (or one statement of it) starts while its statement runs on. Only the
+/// first restarts the clock: SQLite passes it the statement's own text,
+/// the others a comment made for the occasion.
+unsafe extern "C" fn statement_started(
+    _kind: std::ffi::c_uint,
+    clock: *mut std::ffi::c_void,
+    statement: *mut std::ffi::c_void,
+    text: *mut std::ffi::c_void,
+) -> std::ffi::c_int {
+    // SAFETY: SQLite passes the context given to sqlite3_trace_v2 (a live
+    // StatementClock, see limit_connection) and the running statement.
+    unsafe {
+        let own_text = libsqlite3_sys::sqlite3_sql(statement.cast());
+        if std::ptr::eq(own_text, text.cast_const().cast()) {
+            (*clock.cast::<StatementClock>()).start();
+        }
+    }
+    0
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
@@ -759,6 +836,13 @@ pub fn sql_error(error: sqlx::Error) -> SqlError {
                         || code == "6"
                     {
                         SqlError::Unavailable(message)
+                    } else if code == "9" {
+                        // SQLITE_INTERRUPT: the statement clock stopped it.
+                        SqlError::Unavailable(
+                            "the statement ran past the database's statement_timeout_ms \
+                             and was stopped"
+                                .to_owned(),
+                        )
                     } else if code == "1" || code == "18" {
                         // SQLITE_ERROR: syntax errors, unknown tables and
                         // columns; SQLITE_TOOBIG: a value or row over the limit.
