@@ -1117,3 +1117,88 @@ async fn a_runaway_sqlite_statement_is_stopped_at_its_timeout_and_frees_its_conn
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_call_that_outlives_its_timeout_or_changes_its_session_ends_its_connection() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    // One connection: one left busy or changed would show in the next call.
+    let config = config_with(&format!(
+        "[databases.pg]\nurl = \"{POSTGRES}\"\nmax_connections = 1\n\
+         statement_timeout_ms = 500\nacquire_timeout_ms = 1000\n"
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    let timeout = || query(&server, "app", "pg", "SHOW statement_timeout", json!([]));
+
+    // `set_config` is SET as a function: allowed, but its session ends.
+    let rows = ok(query(
+        &server,
+        "app",
+        "pg",
+        "SELECT set_config('statement_timeout', '0', false) AS now",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["rows"], json!([[{"text": "0"}]]));
+    assert_eq!(
+        ok(timeout().await).await["rows"],
+        json!([[{"text": "500ms"}]])
+    );
+
+    // A batch that lifts the timeout for its own transaction and then
+    // sleeps: the host gives up after 500 + 1000 ms and closes the connection
+    // instead of waiting to pool it again.
+    let started = Instant::now();
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/app/sql/batch?db=pg",
+        Some(json!({"statements": [
+            {"sql": "SELECT set_config('statement_timeout', '0', true)", "params": []},
+            {"sql": "SELECT pg_sleep(31.5)", "params": []},
+        ]})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (503, &json!("unavailable")),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    let started = Instant::now();
+    assert_eq!(
+        ok(timeout().await).await["rows"],
+        json!([[{"text": "500ms"}]])
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // And Postgres notices the closed connection and stops the sleep.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = ok(query(
+            &server,
+            "app",
+            "pg",
+            "SELECT count(*) AS n FROM pg_stat_activity \
+             WHERE query LIKE '%pg_sleep(31.5)%' AND pid <> pg_backend_pid()",
+            json!([]),
+        )
+        .await)
+        .await;
+        if rows["rows"] == json!([[{"integer": 0}]]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the sleep runs on: {rows}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

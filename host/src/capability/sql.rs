@@ -43,6 +43,10 @@ use std::time::Duration;
 /// The database every host has: the embedded SQLite file unless configured.
 pub const MAIN: &str = "main";
 
+/// How long past its statement timeout the host waits for Postgres to stop
+/// a statement before it gives up on the connection.
+const POSTGRES_GRACE: Duration = Duration::from_secs(1);
+
 /// The host's own SQLite file in the data folder (the kv store) when `main`
 /// is SQLite: apart from every database a plugin can be granted.
 const HOST_FILE: &str = "gatehouse.db";
@@ -157,6 +161,7 @@ impl Database {
                 PoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire)
+                    .after_connect(|conn, _| Box::pin(watch_client(conn)))
                     .connect_lazy_with(options),
             )
         };
@@ -169,9 +174,9 @@ impl Database {
 
     /// Runs a statement that returns rows.
     pub async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, SqlError> {
-        self.bounded(async {
-            match &self.pool {
-                Pool::Sqlite(pool) => {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                self.bounded(async {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
                     let read = read_rows(
                         bind_sqlite(sqlx::query(sql), params).fetch(&mut *conn),
@@ -187,27 +192,29 @@ impl Database {
                         rows.columns = column_names(statement.columns());
                     }
                     Ok(rows)
-                }
-                Pool::Postgres(pool) => {
-                    no_session_command(sql)?;
-                    let mut conn = pool.acquire().await.map_err(sql_error)?;
-                    let (query, columns) = bind_postgres(&mut conn, sql, params).await?;
+                })
+                .await
+            }
+            Pool::Postgres(pool) => {
+                no_session_command(sql)?;
+                self.on_postgres(pool, changes_session(sql), async |conn| {
+                    let (query, columns) = bind_postgres(conn, sql, params).await?;
                     let mut rows = read_rows(query.fetch(&mut *conn), pg_value).await?;
                     if rows.rows.is_empty() {
                         rows.columns = columns;
                     }
                     Ok(rows)
-                }
+                })
+                .await
             }
-        })
-        .await
+        }
     }
 
     /// Runs a statement and returns the number of rows it changed.
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
-        self.bounded(async {
-            match &self.pool {
-                Pool::Sqlite(pool) => {
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                self.bounded(async {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
                     let done = bind_sqlite(sqlx::query(sql), params)
                         .execute(&mut *conn)
@@ -215,28 +222,27 @@ impl Database {
                         .map_err(sql_error)?;
                     no_transaction_left(&mut conn, sql).await?;
                     Ok(done.rows_affected())
-                }
-                Pool::Postgres(pool) => {
-                    no_session_command(sql)?;
-                    let mut conn = pool.acquire().await.map_err(sql_error)?;
-                    let (query, _) = bind_postgres(&mut conn, sql, params).await?;
-                    Ok(query
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(sql_error)?
-                        .rows_affected())
-                }
+                })
+                .await
             }
-        })
-        .await
+            Pool::Postgres(pool) => {
+                no_session_command(sql)?;
+                self.on_postgres(pool, changes_session(sql), async |conn| {
+                    let (query, _) = bind_postgres(conn, sql, params).await?;
+                    let done = query.execute(&mut *conn).await.map_err(sql_error)?;
+                    Ok(done.rows_affected())
+                })
+                .await
+            }
+        }
     }
 
     /// Runs statements in one transaction: all of them or none.
     pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, SqlError> {
-        self.bounded(async {
-            let mut affected = Vec::with_capacity(statements.len());
-            match &self.pool {
-                Pool::Sqlite(pool) => {
+        let mut affected = Vec::with_capacity(statements.len());
+        match &self.pool {
+            Pool::Sqlite(pool) => {
+                self.bounded(async {
                     let mut tx = pool.begin().await.map_err(sql_error)?;
                     for statement in statements {
                         let done = bind_sqlite(sqlx::query(&statement.sql), &statement.params)
@@ -245,26 +251,57 @@ impl Database {
                             .map_err(sql_error)?;
                         affected.push(done.rows_affected());
                     }
-                    tx.commit().await.map_err(sql_error)?;
-                }
-                Pool::Postgres(pool) => {
-                    let mut tx = pool.begin().await.map_err(sql_error)?;
+                    tx.commit().await.map_err(sql_error)
+                })
+                .await?;
+            }
+            Pool::Postgres(pool) => {
+                let changes = statements.iter().any(|s| changes_session(&s.sql));
+                self.on_postgres(pool, changes, async |conn| {
+                    let mut tx = sqlx::Connection::begin(conn).await.map_err(sql_error)?;
                     for statement in statements {
                         let (query, _) =
                             bind_postgres(&mut tx, &statement.sql, &statement.params).await?;
                         let done = query.execute(&mut *tx).await.map_err(sql_error)?;
                         affected.push(done.rows_affected());
                     }
-                    tx.commit().await.map_err(sql_error)?;
-                }
+                    tx.commit().await.map_err(sql_error)
+                })
+                .await?;
             }
-            Ok(affected)
-        })
-        .await
+        }
+        Ok(affected)
     }
 
-    /// Bounds a call by the acquire and statement timeouts, so a database
-    /// that hangs gives `unavailable` instead of holding the request.
+    /// Runs `call` on a pooled Postgres connection for at most the statement
+    /// timeout (plus [`POSTGRES_GRACE`], so the server's own timeout and its
+    /// message normally come first). A connection the host gave up on is
+    /// closed rather than pooled (pooling it would wait for the statement the
+    /// server still runs), and so is one whose call may have changed its
+    /// session (`changes_session`), so nothing of it outlives the call.
+    async fn on_postgres<T>(
+        &self,
+        pool: &PgPool,
+        changes_session: bool,
+        call: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, SqlError>,
+    ) -> Result<T, SqlError> {
+        let mut conn = pool.acquire().await.map_err(sql_error)?;
+        let limit = Duration::from_millis(self.config.statement_timeout_ms) + POSTGRES_GRACE;
+        let outcome = tokio::time::timeout(limit, call(&mut conn)).await;
+        if outcome.is_err() || changes_session {
+            conn.close_on_drop();
+        }
+        outcome.unwrap_or_else(|_| {
+            Err(SqlError::Unavailable(format!(
+                "database `{}` did not finish the statement within {} ms",
+                self.name,
+                limit.as_millis()
+            )))
+        })
+    }
+
+    /// Bounds a SQLite call by the acquire and statement timeouts, so a
+    /// database that hangs gives `unavailable` instead of holding the request.
     async fn bounded<T>(
         &self,
         call: impl Future<Output = Result<T, SqlError>>,
@@ -313,12 +350,7 @@ async fn no_transaction_left(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
     sql: &str,
 ) -> Result<(), SqlError> {
-    let names = |word: &[u8]| {
-        sql.as_bytes()
-            .windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
-    };
-    if !names(b"begin") && !names(b"savepoint") {
+    if !mentions(sql, b"begin") && !mentions(sql, b"savepoint") {
         return Ok(());
     }
     let in_transaction = {
@@ -348,6 +380,20 @@ fn no_session_command(sql: &str) -> Result<(), SqlError> {
         return Err(SqlError::BadStatement(format!("`{word}`: {STATE_LEFT}")));
     }
     Ok(())
+}
+
+/// Whether a Postgres statement may change its session in a way a
+/// statement-level check cannot refuse: `set_config(name, value, false)`
+/// is `SET` as a function, and may sit anywhere in a statement.
+fn changes_session(sql: &str) -> bool {
+    mentions(sql, b"set_config")
+}
+
+/// Whether `sql` holds `word` (ASCII, any case), without allocating.
+fn mentions(sql: &str, word: &[u8]) -> bool {
+    sql.as_bytes()
+        .windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word))
 }
 
 /// `sql` from its first token: leading whitespace, `-- …` and `/* … */`
@@ -474,6 +520,17 @@ unsafe extern "C" fn statement_started(
         }
     }
     0
+}
+
+/// Has Postgres (14 and later) check every second, during a long statement,
+/// that its client is still there: a statement whose connection the host
+/// closed (see [`Database::on_postgres`]) stops instead of running on.
+async fn watch_client(conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
+    if conn.server_version_num().is_some_and(|v| v >= 140_000) {
+        conn.execute("SET client_connection_check_interval = 1000")
+            .await?;
+    }
+    Ok(())
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
