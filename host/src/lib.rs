@@ -86,7 +86,6 @@ pub async fn serve(
     let mounts = Arc::new(Mounts::new(
         runtime,
         Arc::new(ArcSwap::from_pointee(provisions)),
-        Some(config.admin.addr),
         &plugins_dir,
         &data_dir,
     ));
@@ -104,6 +103,7 @@ pub async fn serve(
     site.start().await?;
     let admin = listener::bind(admin_addr).await?;
     if let Ok(addr) = admin.local_addr() {
+        capability::outbound::guard_admin_listener(addr);
         tracing::info!("admin API on http://{addr}");
     }
     tracing::info!("serving plugins from {}", plugins_dir.display());
@@ -164,7 +164,6 @@ pub async fn check(config: &Config) -> Result<Vec<String>> {
     let mounts = Mounts::new(
         runtime,
         Arc::new(ArcSwap::from_pointee(provisions)),
-        Some(config.admin.addr),
         plugins_dir,
         &config.server.data,
     )

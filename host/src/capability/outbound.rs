@@ -92,23 +92,20 @@ impl Allowed {
     }
 }
 
-/// The outbound decision of one plugin: its granted origins, and the host's
-/// admin address, which only an exact grant reaches.
+/// The outbound decision of one plugin: its granted origins.
 #[derive(Debug, Clone, Default)]
 pub struct Grant {
     allowed: Arc<[Allowed]>,
-    admin: Option<SocketAddr>,
 }
 
 impl Grant {
     /// The grant of a sidecar's `[grants] outbound` (already validated).
-    pub fn new(origins: &[String], admin: Option<SocketAddr>) -> Grant {
+    pub fn new(origins: &[String]) -> Grant {
         Grant {
             allowed: origins
                 .iter()
                 .filter_map(|o| Allowed::parse(o).ok())
                 .collect(),
-            admin,
         }
     }
 
@@ -123,23 +120,72 @@ impl Grant {
             .iter()
             .find(|allowed| allowed.matches(scheme, &host, port))
     }
+}
 
-    /// Whether a host matched by a wildcard resolves to the admin listener.
-    async fn reaches_admin(&self, uri: &http::Uri) -> bool {
-        let (Some(admin), Some(host)) = (self.admin, uri.host()) else {
-            return false;
-        };
-        let port = uri.port_u16().unwrap_or(80);
-        match tokio::net::lookup_host((host, port)).await {
-            Ok(addrs) => addrs.into_iter().any(|addr| {
-                addr.port() == admin.port()
-                    && (addr.ip() == admin.ip()
-                        || admin.ip().is_unspecified() && addr.ip().is_loopback())
-            }),
-            Err(_) => false,
-        }
+/// The admin listeners of this process (bound addresses): a request let out
+/// by a wildcard grant never connects to one, whatever its name resolves to
+/// (checked on the connected socket, so DNS rebinding and `0.0.0.0` do not
+/// get past it). Only an exact grant reaches an admin listener.
+static ADMIN_LISTENERS: std::sync::RwLock<Vec<SocketAddr>> = std::sync::RwLock::new(Vec::new());
+
+/// Registers the admin listener bound at `addr`.
+pub fn guard_admin_listener(addr: SocketAddr) {
+    let mut admins = ADMIN_LISTENERS.write().unwrap_or_else(|e| e.into_inner());
+    if !admins.contains(&addr) {
+        admins.push(addr);
     }
 }
+
+/// Whether a connection from `local` to `peer` reaches an admin listener:
+/// the listener's address, or its port on this machine when it listens on
+/// every address (a connection to this machine comes from the address it
+/// goes to).
+fn reaches_admin_listener(local: SocketAddr, peer: SocketAddr) -> bool {
+    let same_ip = |a: std::net::IpAddr, b: std::net::IpAddr| a.to_canonical() == b.to_canonical();
+    let to_this_machine = same_ip(local.ip(), peer.ip()) || peer.ip().is_loopback();
+    ADMIN_LISTENERS
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|admin| {
+            admin.port() == peer.port()
+                && (same_ip(admin.ip(), peer.ip())
+                    || admin.ip().is_unspecified() && to_this_machine)
+        })
+}
+
+/// A connector that refuses a connection reaching an admin listener, for
+/// requests let out by a wildcard grant.
+#[derive(Clone)]
+struct AwayFromAdmin(HttpConnector);
+
+impl tower::Service<http::Uri> for AwayFromAdmin {
+    type Response = hyper_util::rt::TokioIo<tokio::net::TcpStream>;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        let connecting = self.0.call(uri);
+        Box::pin(async move {
+            let io = connecting.await?;
+            let stream = io.inner();
+            let (local, peer) = (stream.local_addr()?, stream.peer_addr()?);
+            if reaches_admin_listener(local, peer) {
+                return Err(AdminRefused(peer).into());
+            }
+            Ok(io)
+        })
+    }
+}
+
+/// The connection a wildcard grant made reached the admin listener.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} is the admin listener, which only an exact grant reaches")]
+struct AdminRefused(SocketAddr);
 
 /// What an instance's store holds for outbound HTTP.
 #[derive(Debug, Default)]
@@ -149,25 +195,43 @@ pub struct OutboundPolicy {
     pub grant: Grant,
 }
 
-type Pooled = Client<hyper_rustls::HttpsConnector<HttpConnector>, WasiBody>;
+type Pooled<C> = Client<hyper_rustls::HttpsConnector<C>, WasiBody>;
 
-/// The client every plugin's allowed requests share.
-static CLIENT: LazyLock<Pooled> = LazyLock::new(|| {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+/// A pooled client on `connector` (keep-alive, TLS with the webpki roots).
+fn client<C>(mut connector: HttpConnector, wrap: impl FnOnce(HttpConnector) -> C) -> Pooled<C>
+where
+    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
+    C::Response: hyper::rt::Read
+        + hyper::rt::Write
+        + hyper_util::client::legacy::connect::Connection
+        + Send
+        + Unpin,
+    C::Future: Send + Unpin + 'static,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    connector.enforce_http(false);
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(wrap(connector));
     Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())
         .build(https)
-});
+}
+
+/// The client every plugin's requests under exact grants share.
+static CLIENT: LazyLock<Pooled<HttpConnector>> =
+    LazyLock::new(|| client(HttpConnector::new(), |c| c));
+
+/// The client of requests under wildcard grants: it never connects to an
+/// admin listener.
+static AWAY_FROM_ADMIN: LazyLock<Pooled<AwayFromAdmin>> =
+    LazyLock::new(|| client(HttpConnector::new(), AwayFromAdmin));
 
 type SendFuture = Box<
     dyn Future<
@@ -196,20 +260,22 @@ impl WasiHttpHooks for OutboundPolicy {
                 tracing::info!(%plugin, %uri, "outbound request denied: the origin is not in [grants] outbound");
                 return Err(Error::HttpRequestDenied);
             };
-            if matches!(allowed.host, AllowedHost::Subdomains(_)) && grant.reaches_admin(&uri).await
-            {
-                tracing::warn!(%plugin, %uri, "outbound request denied: it resolves to the admin listener");
-                return Err(Error::HttpRequestDenied);
-            }
-            send(request, options).await
+            let wildcard = matches!(allowed.host, AllowedHost::Subdomains(_));
+            send(request, options, wildcard).await.inspect_err(|error| {
+                if matches!(error, Error::HttpRequestDenied) {
+                    tracing::warn!(%plugin, %uri, "outbound request denied: it reached the admin listener");
+                }
+            })
         })
     }
 }
 
-/// Sends an allowed request on the shared client under the timeouts.
+/// Sends an allowed request (let out by a wildcard grant when `wildcard`)
+/// on the shared client under the timeouts.
 async fn send(
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
+    wildcard: bool,
 ) -> Result<
     (
         http::Response<WasiBody>,
@@ -224,7 +290,12 @@ async fn send(
         .between_bytes_timeout
         .unwrap_or(BETWEEN_BYTES_TIMEOUT)
         .max(Duration::from_nanos(1));
-    let response = tokio::time::timeout(connect + first_byte, CLIENT.request(request))
+    let sending = if wildcard {
+        AWAY_FROM_ADMIN.request(request)
+    } else {
+        CLIENT.request(request)
+    };
+    let response = tokio::time::timeout(connect + first_byte, sending)
         .await
         .map_err(|_| Error::ConnectionReadTimeout)?
         .map_err(client_error)?;
@@ -244,6 +315,9 @@ fn client_error(error: hyper_util::client::legacy::Error) -> Error {
     use std::error::Error as _;
     let mut source = error.source();
     while let Some(cause) = source {
+        if cause.is::<AdminRefused>() {
+            return Error::HttpRequestDenied;
+        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             return match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
@@ -311,17 +385,59 @@ impl http_body::Body for Paced {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::Service as _;
+
+    #[tokio::test]
+    async fn a_wildcard_grant_never_connects_to_an_admin_listener() {
+        // An admin listener on every address, and a service beside it.
+        let admin = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+        let admin_port = admin.local_addr().unwrap().port();
+        guard_admin_listener(admin.local_addr().unwrap());
+        let service = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let service_port = service.local_addr().unwrap().port();
+
+        let mut connector = AwayFromAdmin(HttpConnector::new());
+        // Whatever a name resolves to, and `0.0.0.0` too: the check is on
+        // the connected socket.
+        for host in ["localhost", "127.0.0.1", "0.0.0.0"] {
+            let uri: http::Uri = format!("http://{host}:{admin_port}/").parse().unwrap();
+            let error = connector.call(uri).await.expect_err("refused");
+            assert!(error.is::<AdminRefused>(), "{host}: {error}");
+        }
+        let uri: http::Uri = format!("http://localhost:{service_port}/").parse().unwrap();
+        assert!(connector.call(uri).await.is_ok());
+        // An admin listener on loopback only is reached through `0.0.0.0`.
+        let loopback = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        guard_admin_listener(loopback.local_addr().unwrap());
+        let port = loopback.local_addr().unwrap().port();
+        let uri: http::Uri = format!("http://0.0.0.0:{port}/").parse().unwrap();
+        assert!(
+            connector
+                .call(uri)
+                .await
+                .expect_err("refused")
+                .is::<AdminRefused>()
+        );
+
+        // Through the client, the plugin gets the code for a denied request.
+        let request = http::Request::get(format!("http://localhost:{admin_port}/plugins"))
+            .body(
+                http_body_util::Empty::new()
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            )
+            .unwrap();
+        let error = AWAY_FROM_ADMIN.request(request).await.expect_err("refused");
+        assert!(matches!(client_error(error), Error::HttpRequestDenied));
+    }
 
     #[test]
     fn origins_match_scheme_host_and_port() {
-        let grant = Grant::new(
-            &[
-                "https://api.example.com".into(),
-                "http://127.0.0.1:8080".into(),
-                "https://*.example.org".into(),
-            ],
-            None,
-        );
+        let grant = Grant::new(&[
+            "https://api.example.com".into(),
+            "http://127.0.0.1:8080".into(),
+            "https://*.example.org".into(),
+        ]);
         let allowed = |uri: &str| grant.find(&uri.parse().unwrap()).is_some();
         assert!(allowed("https://api.example.com/v1"));
         assert!(allowed("https://API.example.com:443/"));

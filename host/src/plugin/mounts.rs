@@ -72,8 +72,6 @@ pub struct Mounts {
     runtime: Arc<Runtime>,
     /// The host's pools and secrets, shared with every plugin.
     provisions: Arc<ArcSwap<Provisions>>,
-    /// Where the admin API listens; outbound grants never reach it by a wildcard.
-    admin: Option<std::net::SocketAddr>,
     /// Whether loading applies a plugin's migrations (`check` only reads them).
     apply_migrations: bool,
     plugins_dir: PathBuf,
@@ -85,7 +83,6 @@ impl Mounts {
     pub fn new(
         runtime: Arc<Runtime>,
         provisions: Arc<ArcSwap<Provisions>>,
-        admin: Option<std::net::SocketAddr>,
         plugins_dir: &Path,
         data_dir: &Path,
     ) -> Mounts {
@@ -98,7 +95,6 @@ impl Mounts {
             publishing: Mutex::default(),
             runtime,
             provisions,
-            admin,
             apply_migrations: true,
             plugins_dir: plugins_dir.to_path_buf(),
             build_dir: data_dir.join("build"),
@@ -290,7 +286,7 @@ impl Mounts {
                 kv: sidecar.grants.kv,
                 realtime: sidecar.grants.realtime,
             },
-            outbound: capability::outbound::Grant::new(&sidecar.grants.outbound, self.admin),
+            outbound: capability::outbound::Grant::new(&sidecar.grants.outbound),
             provisions: self.provisions.clone(),
             name: entry.name.clone(),
             origin,
