@@ -152,6 +152,136 @@ async fn sqlite_values_round_trip_with_numbered_placeholders() {
     assert!(site.data().join("main.db").is_file());
 }
 
+/// The admin API's count of SQLite reads that ran in place, and of those
+/// handed to the pool, for database `db`.
+async fn reads(server: &Server, db: &str) -> (u64, u64) {
+    let stats = server.admin_json("/stats").await;
+    let counts = &stats["databases"][db];
+    (
+        counts["reads_in_place"].as_u64().unwrap(),
+        counts["reads_handed_to_pool"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqlite_reads_run_in_place_and_see_what_the_pool_wrote() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"main\"]\n");
+    let server = site.serve(&[], &[]);
+    server.wait_serving("app").await;
+    let count = async || {
+        let rows = ok(query(
+            &server,
+            "app",
+            "main",
+            "SELECT count(*) AS n FROM t",
+            json!([]),
+        )
+        .await)
+        .await;
+        rows["rows"][0][0]["integer"].as_i64().unwrap()
+    };
+    ok(execute(
+        &server,
+        "app",
+        "main",
+        "CREATE TABLE t (x INTEGER)",
+        json!([]),
+    )
+    .await)
+    .await;
+
+    // Each read in place sees the write the pool committed just before it.
+    for n in 1..=20 {
+        ok(execute(
+            &server,
+            "app",
+            "main",
+            "INSERT INTO t VALUES ($1)",
+            json!([{"integer": n}]),
+        )
+        .await)
+        .await;
+        assert_eq!(count().await, n);
+    }
+    let (in_place, _) = reads(&server, "main").await;
+    assert!(in_place >= 20, "{in_place} reads ran in place");
+
+    // Placeholders bind by number, as on the pool.
+    let rows = ok(query(
+        &server,
+        "app",
+        "main",
+        "SELECT $2 || '-' || $1, $1 + 1",
+        json!([{"integer": 1}, {"text": "two"}]),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["rows"], json!([[{"text": "two-1"}, {"integer": 2}]]));
+
+    // A read that is more than one statement, or a WITH that writes, goes to
+    // the pool and runs whole.
+    let before = reads(&server, "main").await;
+    ok(query(
+        &server,
+        "app",
+        "main",
+        "SELECT 1; DELETE FROM t WHERE x > 10",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(count().await, 10);
+    ok(query(
+        &server,
+        "app",
+        "main",
+        "WITH doomed AS (SELECT 5) DELETE FROM t WHERE x > (SELECT * FROM doomed) RETURNING x",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(count().await, 5);
+    let after = reads(&server, "main").await;
+    assert_eq!(after.1 - before.1, 2, "{before:?} then {after:?}");
+
+    // A table that changes shape is read as it is now, not as cached.
+    ok(execute(
+        &server,
+        "app",
+        "main",
+        "ALTER TABLE t ADD COLUMN y TEXT DEFAULT 'y'",
+        json!([]),
+    )
+    .await)
+    .await;
+    let rows = ok(query(
+        &server,
+        "app",
+        "main",
+        "SELECT * FROM t WHERE x = 1",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows,
+        json!({"columns": ["x", "y"], "rows": [[{"integer": 1}, {"text": "y"}]]})
+    );
+
+    // A read longer than the budget in place is finished by the pool, with
+    // the same answer, the first time and after.
+    let long = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 2000000) \
+                SELECT sum(i) FROM r";
+    for _ in 0..2 {
+        let before = reads(&server, "main").await;
+        let rows = ok(query(&server, "app", "main", long, json!([])).await).await;
+        assert_eq!(rows["rows"], json!([[{"integer": 2_000_001_000_000_i64}]]));
+        let after = reads(&server, "main").await;
+        assert_eq!(after.1 - before.1, 1, "{before:?} then {after:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_values_map_to_the_nearest_value() {
     let site = Site::new();

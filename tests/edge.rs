@@ -318,12 +318,7 @@ async fn allow_and_deny_by_source_address_and_forwarded_for() {
     );
     assert!(headers.contains("x-real-ip: 127.0.0.5\n"), "{headers}");
 
-    let stats: serde_json::Value = reqwest::get(server.admin_url("/stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = server.admin_json("/stats").await;
     assert!(
         stats["edge"]["connections_denied"].as_u64().unwrap() >= 1,
         "{stats}"
@@ -456,12 +451,7 @@ async fn request_limits_answer_431_and_413_and_cut_slow_headers() {
         started.elapsed()
     );
 
-    let stats: serde_json::Value = reqwest::get(server.admin_url("/stats"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = server.admin_json("/stats").await;
     assert_eq!(stats["edge"]["bodies_too_large"], 2, "{stats}");
     assert!(
         stats["edge"]["header_timeouts"].as_u64().unwrap() >= 1,

@@ -194,6 +194,17 @@ impl Server {
         format!("http://{}{path}", self.admin)
     }
 
+    /// The JSON the admin API answers at `path`.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let response = client().get(self.admin_url(path)).send().await.unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap()
+    }
+
     /// Waits for a log line containing `needle` and returns it.
     pub fn wait_log(&self, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;

@@ -194,14 +194,7 @@ async fn an_ejected_upstream_comes_back() {
         assert_eq!(response.status(), 200);
     }
     assert_eq!(live.hits(), 6);
-    let upstreams: serde_json::Value = client()
-        .get(server.admin_url("/upstreams"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let upstreams = server.admin_json("/upstreams").await;
     assert_eq!(upstreams[1]["state"], "ejected", "{upstreams}");
     server.wait_log("upstream ejected", Duration::from_secs(5));
 

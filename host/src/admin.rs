@@ -31,10 +31,14 @@ pub async fn handle<B>(server: &Server, request: Request<B>) -> Response<Body> {
                 .collect();
             json(&pools)
         }
-        "/stats" => json(&serde_json::json!({
-            "edge": &*server.firewall.load().stats,
-            "realtime": { "connections": server.mounts.provisions().load().realtime.connections() },
-        })),
+        "/stats" => {
+            let provisions = server.mounts.provisions().load();
+            json(&serde_json::json!({
+                "edge": &*server.firewall.load().stats,
+                "realtime": { "connections": provisions.realtime.connections() },
+                "databases": provisions.databases.stats(),
+            }))
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             format!("no admin endpoint {path}; try {ENDPOINTS}"),

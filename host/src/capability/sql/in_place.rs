@@ -1,0 +1,470 @@
+//! SQLite reads run in place: a plain `SELECT` (or `WITH … SELECT`,
+//! `VALUES`) on a SQLite database runs on the calling thread, on a
+//! read-only handle the host keeps beside the database's sqlx pool.
+//!
+//! Why: sqlx's SQLite driver runs every connection on a thread of its own,
+//! so one pooled query costs three hand-offs between threads (the ping on
+//! acquire, the query, the ping on release), and a plugin instance waits
+//! through each of them while other instances run. A point query itself
+//! takes a few microseconds; in place, it costs about that.
+//!
+//! The fast path gives up, and the caller runs the statement through the
+//! pool as before, whenever it is not sure: a statement that writes or is
+//! not one statement, a parameter name sqlx would refuse, a database that
+//! is busy or missing, text that is not UTF-8, a result over the size cap,
+//! any error (the pool path then reports it in its own words), and a read
+//! that runs past [`BUDGET`]: SQLite interrupts it, and the statement is
+//! remembered as slow and goes to the pool from then on. So no statement
+//! holds the calling thread for longer than the budget, and nothing a
+//! plugin sees differs but the time it takes.
+
+use super::{MAX_RESULT_BYTES, MAX_SQLITE_LENGTH, skip_comments};
+use crate::capability::bindings::gatehouse::plugin::sql::{Rows, Value};
+use libsqlite3_sys as ffi;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, c_int, c_void};
+use std::ptr::NonNull;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// The longest a read runs in place before it is stopped and sent to the
+/// pool.
+const BUDGET: Duration = Duration::from_millis(1);
+
+/// SQLite virtual machine steps between two looks at the budget.
+const BUDGET_OPS: c_int = 1000;
+
+/// The longest statement text prepared in place; longer text goes to the
+/// pool, so preparing (which the budget does not cover) stays short.
+const MAX_SQL_LENGTH: c_int = 64 << 10;
+
+/// Prepared statements kept per handle; past this the cache starts over.
+const CACHED_STATEMENTS: usize = 64;
+
+/// Idle handles kept per database. Reads in place never wait, so there are
+/// about as many in use at once as threads running plugins.
+const IDLE_HANDLES: usize = 8;
+
+/// The read-only handles of one SQLite database file.
+pub struct InPlace {
+    path: CString,
+    idle: Mutex<Vec<Handle>>,
+    /// Reads that finished in place, and reads it handed to the pool.
+    finished: AtomicU64,
+    handed_on: AtomicU64,
+}
+
+/// What `/stats` shows of one database's reads in place.
+#[derive(Debug, serde::Serialize)]
+pub struct Counts {
+    pub reads_in_place: u64,
+    pub reads_handed_to_pool: u64,
+}
+
+impl std::fmt::Debug for InPlace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InPlace").field("path", &self.path).finish()
+    }
+}
+
+impl InPlace {
+    /// Reads in place on the database file at `path`; none for a database
+    /// in memory, which only the pool's own connections can see.
+    pub fn new(path: &std::path::Path) -> Option<InPlace> {
+        let text = path.to_str()?;
+        if text.is_empty() || text.starts_with(":memory:") || text.contains("mode=memory") {
+            return None;
+        }
+        Some(InPlace {
+            path: CString::new(text).ok()?,
+            idle: Mutex::new(Vec::new()),
+            finished: AtomicU64::new(0),
+            handed_on: AtomicU64::new(0),
+        })
+    }
+
+    /// How many reads finished in place, and how many went to the pool.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            reads_in_place: self.finished.load(Ordering::Relaxed),
+            reads_handed_to_pool: self.handed_on.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The rows of `sql` if it is a read that finished in place; `None`
+    /// when it is for the pool to run.
+    pub fn query(&self, sql: &str, params: &[Value]) -> Option<Rows> {
+        if !reads_only(sql) {
+            return None;
+        }
+        let rows = self.take().and_then(|mut handle| {
+            let rows = handle.query(sql, params);
+            if handle.usable() {
+                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+                if idle.len() < IDLE_HANDLES {
+                    idle.push(handle);
+                }
+            }
+            rows
+        });
+        let counter = if rows.is_some() {
+            &self.finished
+        } else {
+            &self.handed_on
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        rows
+    }
+
+    /// An idle handle, or a new one; none when the file cannot be opened
+    /// (it is not created yet, say: the pool creates it).
+    fn take(&self) -> Option<Handle> {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        idle.or_else(|| Handle::open(&self.path))
+    }
+}
+
+/// Whether `sql` starts as a read: `SELECT`, `WITH` or `VALUES`. SQLite
+/// confirms it once prepared (`WITH … DELETE` writes).
+fn reads_only(sql: &str) -> bool {
+    let start = skip_comments(sql).as_bytes();
+    let word = start
+        .iter()
+        .position(|b| !b.is_ascii_alphabetic())
+        .map_or(start, |end| &start[..end]);
+    [&b"select"[..], b"with", b"values"]
+        .iter()
+        .any(|read| word.eq_ignore_ascii_case(read))
+}
+
+/// One read-only SQLite handle, used by one thread at a time.
+struct Handle {
+    db: NonNull<ffi::sqlite3>,
+    statements: HashMap<Box<str>, Prepared>,
+    /// When the running read is stopped; the progress handler's context,
+    /// boxed so its address stays put.
+    deadline: Box<std::cell::Cell<Instant>>,
+}
+
+/// A cached statement, and whether it ran past the budget once.
+struct Prepared {
+    stmt: NonNull<ffi::sqlite3_stmt>,
+    slow: bool,
+}
+
+// SAFETY: the handle is opened with SQLITE_OPEN_NOMUTEX and only ever used
+// by the thread that took it out of `InPlace::idle`; SQLite allows a
+// connection to move between threads when it is not used from two at once.
+unsafe impl Send for Handle {}
+
+impl Handle {
+    fn open(path: &CStr) -> Option<Handle> {
+        let mut db = std::ptr::null_mut();
+        // SAFETY: `path` is a C string; on any outcome but a null pointer
+        // the handle is ours to close (Drop does, also after a failed open).
+        let rc = unsafe {
+            ffi::sqlite3_open_v2(
+                path.as_ptr(),
+                &mut db,
+                ffi::SQLITE_OPEN_READONLY | ffi::SQLITE_OPEN_NOMUTEX,
+                std::ptr::null(),
+            )
+        };
+        let handle = Handle {
+            db: NonNull::new(db)?,
+            statements: HashMap::new(),
+            deadline: Box::new(std::cell::Cell::new(Instant::now())),
+        };
+        if rc != ffi::SQLITE_OK {
+            return None;
+        }
+        let db = handle.db.as_ptr();
+        // SAFETY: an open handle; the progress handler's context is the
+        // boxed deadline, which lives as long as the handle.
+        unsafe {
+            ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_ATTACHED, 0);
+            ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, MAX_SQLITE_LENGTH);
+            ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_LENGTH);
+            ffi::sqlite3_progress_handler(
+                db,
+                BUDGET_OPS,
+                Some(past_budget),
+                std::ptr::from_ref(&*handle.deadline).cast_mut().cast(),
+            );
+        }
+        Some(handle)
+    }
+
+    /// Whether the handle is fit for the next read: out of any transaction.
+    fn usable(&self) -> bool {
+        // SAFETY: an open handle; this only reads its state.
+        unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) != 0 }
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Option<Rows> {
+        let stmt = self.prepared(sql)?;
+        self.deadline.set(Instant::now() + BUDGET);
+        // SAFETY: `stmt` is a live statement of this handle; the values
+        // bound are borrowed from `params` (SQLITE_STATIC), which outlive
+        // the run, and are cleared before it returns.
+        let outcome = unsafe {
+            let outcome = bind(stmt, params).and_then(|()| read(stmt));
+            ffi::sqlite3_reset(stmt);
+            ffi::sqlite3_clear_bindings(stmt);
+            outcome
+        };
+        match outcome {
+            Ok(rows) => Some(rows),
+            Err(Stopped::Interrupted) => {
+                if let Some(prepared) = self.statements.get_mut(sql) {
+                    prepared.slow = true;
+                }
+                None
+            }
+            Err(Stopped::Other) => None,
+        }
+    }
+
+    /// The prepared statement of `sql` (from the cache, or prepared now),
+    /// if it is one read-only statement that has not proved slow.
+    fn prepared(&mut self, sql: &str) -> Option<*mut ffi::sqlite3_stmt> {
+        if let Some(prepared) = self.statements.get(sql) {
+            return (!prepared.slow).then_some(prepared.stmt.as_ptr());
+        }
+        let length = c_int::try_from(sql.len()).ok()?;
+        let mut stmt = std::ptr::null_mut();
+        let mut tail = std::ptr::null();
+        // SAFETY: `sql` is `length` bytes; the statement, when one is made,
+        // is finalized here or by the cache.
+        let stmt = unsafe {
+            let rc = ffi::sqlite3_prepare_v3(
+                self.db.as_ptr(),
+                sql.as_ptr().cast(),
+                length,
+                ffi::SQLITE_PREPARE_PERSISTENT,
+                &mut stmt,
+                &mut tail,
+            );
+            let stmt = NonNull::new(stmt)?;
+            // What follows the first statement must be nothing but `;`s.
+            let consumed = if tail.is_null() {
+                sql.len()
+            } else {
+                usize::try_from(tail.cast::<u8>().offset_from(sql.as_ptr())).unwrap_or(0)
+            };
+            let one_read = rc == ffi::SQLITE_OK
+                && ffi::sqlite3_stmt_readonly(stmt.as_ptr()) != 0
+                && sql.get(consumed..).is_some_and(|rest| {
+                    rest.trim_matches(|c: char| c == ';' || c.is_whitespace())
+                        .is_empty()
+                });
+            if !one_read {
+                ffi::sqlite3_finalize(stmt.as_ptr());
+                return None;
+            }
+            stmt
+        };
+        if self.statements.len() >= CACHED_STATEMENTS {
+            self.finalize_all();
+        }
+        self.statements
+            .insert(sql.into(), Prepared { stmt, slow: false });
+        Some(stmt.as_ptr())
+    }
+
+    fn finalize_all(&mut self) {
+        for (_, prepared) in self.statements.drain() {
+            // SAFETY: each cached statement is finalized once, here.
+            unsafe { ffi::sqlite3_finalize(prepared.stmt.as_ptr()) };
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.finalize_all();
+        // SAFETY: every statement of the handle is finalized above.
+        unsafe { ffi::sqlite3_close(self.db.as_ptr()) };
+    }
+}
+
+/// Why a read did not finish in place.
+enum Stopped {
+    /// It ran past the budget.
+    Interrupted,
+    /// Anything else: the pool runs it and reports what is wrong.
+    Other,
+}
+
+/// The progress handler: nonzero (stop) once the read is past its deadline.
+unsafe extern "C" fn past_budget(deadline: *mut c_void) -> c_int {
+    // SAFETY: the context is the handle's boxed deadline (see Handle::open).
+    let deadline = unsafe { &*deadline.cast::<std::cell::Cell<Instant>>() };
+    c_int::from(Instant::now() >= deadline.get())
+}
+
+/// Binds `params` to `stmt`'s placeholders as sqlx does: `?NNN` and `$NNN`
+/// by number, a bare `?` by position, a placeholder past the last value
+/// left NULL.
+///
+/// # Safety
+/// `stmt` is a live statement; the bound text and blobs must outlive its run.
+unsafe fn bind(stmt: *mut ffi::sqlite3_stmt, params: &[Value]) -> Result<(), Stopped> {
+    // SAFETY: as the caller promises.
+    unsafe {
+        let count = ffi::sqlite3_bind_parameter_count(stmt);
+        let mut position = 0usize;
+        for at in 1..=count {
+            let name = ffi::sqlite3_bind_parameter_name(stmt, at);
+            let n = if name.is_null() {
+                position += 1;
+                position
+            } else {
+                let name = CStr::from_ptr(name).to_bytes();
+                match name.split_first() {
+                    Some((b'?' | b'$', digits)) => std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|d| d.parse::<usize>().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or(Stopped::Other)?,
+                    _ => return Err(Stopped::Other),
+                }
+            };
+            let Some(value) = params.get(n - 1) else {
+                break;
+            };
+            let rc = match value {
+                Value::Null => ffi::sqlite3_bind_null(stmt, at),
+                Value::Integer(i) => ffi::sqlite3_bind_int64(stmt, at, *i),
+                Value::Real(f) => ffi::sqlite3_bind_double(stmt, at, *f),
+                Value::Text(text) => ffi::sqlite3_bind_text(
+                    stmt,
+                    at,
+                    text.as_ptr().cast(),
+                    c_int::try_from(text.len()).map_err(|_| Stopped::Other)?,
+                    ffi::SQLITE_STATIC(),
+                ),
+                Value::Blob(blob) => ffi::sqlite3_bind_blob(
+                    stmt,
+                    at,
+                    blob.as_ptr().cast(),
+                    c_int::try_from(blob.len()).map_err(|_| Stopped::Other)?,
+                    ffi::SQLITE_STATIC(),
+                ),
+            };
+            if rc != ffi::SQLITE_OK {
+                return Err(Stopped::Other);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs `stmt` and reads its rows, each value by its storage class.
+///
+/// # Safety
+/// `stmt` is a live, bound statement.
+unsafe fn read(stmt: *mut ffi::sqlite3_stmt) -> Result<Rows, Stopped> {
+    // SAFETY: as the caller promises; a column's text and blob pointers are
+    // copied before the next step.
+    unsafe {
+        let (mut columns, mut rows, mut bytes) = (None, Vec::new(), 0usize);
+        loop {
+            let rc = ffi::sqlite3_step(stmt);
+            // The columns as of the first step: a step that finds the
+            // schema changed prepares the statement again, maybe wider.
+            if columns.is_none() {
+                columns = Some(column_names(stmt)?);
+            }
+            match rc {
+                ffi::SQLITE_ROW => {}
+                ffi::SQLITE_DONE => break,
+                ffi::SQLITE_INTERRUPT => return Err(Stopped::Interrupted),
+                _ => return Err(Stopped::Other),
+            }
+            let width = ffi::sqlite3_column_count(stmt);
+            let mut row = Vec::with_capacity(usize::try_from(width).unwrap_or(0));
+            for i in 0..width {
+                let value = match ffi::sqlite3_column_type(stmt, i) {
+                    ffi::SQLITE_NULL => Value::Null,
+                    ffi::SQLITE_INTEGER => Value::Integer(ffi::sqlite3_column_int64(stmt, i)),
+                    ffi::SQLITE_FLOAT => Value::Real(ffi::sqlite3_column_double(stmt, i)),
+                    ffi::SQLITE_BLOB => Value::Blob(column_bytes(stmt, i, true).to_vec()),
+                    _ => Value::Text(
+                        std::str::from_utf8(column_bytes(stmt, i, false))
+                            .map_err(|_| Stopped::Other)?
+                            .to_owned(),
+                    ),
+                };
+                bytes += super::value_size(&value);
+                row.push(value);
+            }
+            if bytes > MAX_RESULT_BYTES {
+                return Err(Stopped::Other);
+            }
+            rows.push(row);
+        }
+        Ok(Rows {
+            columns: columns.unwrap_or_default(),
+            rows,
+        })
+    }
+}
+
+/// The names of `stmt`'s columns.
+///
+/// # Safety
+/// `stmt` is a live statement.
+unsafe fn column_names(stmt: *mut ffi::sqlite3_stmt) -> Result<Vec<String>, Stopped> {
+    // SAFETY: as the caller promises; each name is copied at once.
+    unsafe {
+        (0..ffi::sqlite3_column_count(stmt))
+            .map(|i| {
+                let name = ffi::sqlite3_column_name(stmt, i);
+                if name.is_null() {
+                    return Err(Stopped::Other);
+                }
+                let name = CStr::from_ptr(name).to_str().map_err(|_| Stopped::Other)?;
+                Ok(name.to_owned())
+            })
+            .collect()
+    }
+}
+
+/// Column `i` of the current row as bytes: a blob, or text as UTF-8.
+///
+/// # Safety
+/// `stmt` is a live statement on a row; the bytes last until the next step.
+unsafe fn column_bytes<'a>(stmt: *mut ffi::sqlite3_stmt, i: c_int, blob: bool) -> &'a [u8] {
+    // SAFETY: as the caller promises; the pointer is fetched before the
+    // length, as SQLite asks.
+    unsafe {
+        let data = if blob {
+            ffi::sqlite3_column_blob(stmt, i).cast::<u8>()
+        } else {
+            ffi::sqlite3_column_text(stmt, i).cast::<u8>()
+        };
+        let length = usize::try_from(ffi::sqlite3_column_bytes(stmt, i)).unwrap_or(0);
+        if data.is_null() || length == 0 {
+            return &[];
+        }
+        std::slice::from_raw_parts(data, length)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_reads_are_taken_in_place() {
+        assert!(reads_only("SELECT 1"));
+        assert!(reads_only("  /* c */ with x as (select 1) select * from x"));
+        assert!(reads_only("values (1)"));
+        assert!(!reads_only("selected"));
+        assert!(!reads_only("INSERT INTO t VALUES (1)"));
+        assert!(!reads_only("PRAGMA query_only = 0"));
+        assert!(!reads_only("BEGIN"));
+    }
+}
