@@ -603,6 +603,29 @@ async fn a_database_that_goes_down_gives_unavailable_quickly_and_comes_back() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_connection_broken_while_idle_is_replaced_before_a_call_uses_it() {
+    let forwarder = Forwarder::start("127.0.0.1:0".parse().unwrap()).await;
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    let config = config_with(&format!(
+        "[databases.pg]\nurl = \"postgres://postgres@{}/test\"\nmax_connections = 1\n",
+        forwarder.addr
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    let select = || query(&server, "app", "pg", "SELECT 41 + 1 AS answer", json!([]));
+    assert_eq!(ok(select().await).await["rows"], json!([[{"integer": 42}]]));
+
+    // The server restarts while the pooled connection sits idle: the pool
+    // finds it dead before handing it out, and the call gets a new one.
+    forwarder.down();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _back = Forwarder::start(forwarder.addr).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ok(select().await).await["rows"], json!([[{"integer": 42}]]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn kv_namespaces_ttl_limits_and_listing() {
     let site = Site::new();
     mount(&site, "alpha", "[grants]\nkv = true\n");

@@ -24,7 +24,9 @@
 //! | uuid | text |
 //! | int and text arrays | text (a JSON array) |
 //!
-//! SQLite values map one to one by their storage class.
+//! SQLite values map one to one by their storage class. A SQLite read that
+//! is one plain statement runs in place, on the calling thread ([`in_place`]);
+//! everything else goes through the pool.
 
 mod in_place;
 
@@ -44,6 +46,13 @@ use std::time::Duration;
 
 /// The database every host has: the embedded SQLite file unless configured.
 pub const MAIN: &str = "main";
+
+/// How long a pooled Postgres connection may sit idle and still be handed
+/// out without a ping first. sqlx pings every connection it takes back, so
+/// one idle for less than this answered a moment ago; under load no call
+/// waits for a round trip that proves it again (HikariCP skips its check
+/// the same way, for 500 ms).
+const TRUSTED_IDLE: Duration = Duration::from_secs(1);
 
 /// How long past its statement timeout the host waits for Postgres to stop
 /// a statement before it gives up on the connection.
@@ -162,6 +171,9 @@ impl Database {
                 PoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire)
+                    // A ping proves only that the connection's own thread
+                    // runs; a call on a dead one fails the same way.
+                    .test_before_acquire(false)
                     .after_connect(move |conn, _| Box::pin(limit_connection(conn, timeout)))
                     .connect_lazy_with(options),
             )
@@ -176,6 +188,8 @@ impl Database {
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire)
                     .after_connect(|conn, _| Box::pin(watch_client(conn)))
+                    .test_before_acquire(false)
+                    .before_acquire(|conn, meta| Box::pin(ping_when_idle(conn, meta)))
                     .connect_lazy_with(options),
             )
         };
@@ -538,6 +552,19 @@ unsafe extern "C" fn statement_started(
         }
     }
     0
+}
+
+/// Pings a Postgres connection before it is handed out when it sat idle
+/// past [`TRUSTED_IDLE`]; one that does not answer is closed and another
+/// taken.
+async fn ping_when_idle(
+    conn: &mut sqlx::PgConnection,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> std::result::Result<bool, sqlx::Error> {
+    if meta.idle_for > TRUSTED_IDLE {
+        sqlx::Connection::ping(conn).await?;
+    }
+    Ok(true)
 }
 
 /// Has Postgres (14 and later) check every second, during a long statement,
