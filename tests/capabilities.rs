@@ -661,6 +661,9 @@ async fn kv_namespaces_ttl_limits_and_listing() {
 
     // beta has a namespace of its own.
     assert_eq!(call(&server, "GET", "/beta/kv/user:1", None).await.0, 404);
+    // Both reads ran in place on the host's SQLite file.
+    let kv = &server.admin_json("/stats").await["kv"];
+    assert_eq!(kv["reads_in_place"], 2, "{kv}");
     // Nor can it reach the store through sql: kv lives apart from `main`,
     // and a granted SQLite database cannot ATTACH another file.
     bad_statement(

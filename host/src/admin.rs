@@ -37,6 +37,7 @@ pub async fn handle<B>(server: &Server, request: Request<B>) -> Response<Body> {
                 "edge": &*server.firewall.load().stats,
                 "realtime": { "connections": provisions.realtime.connections() },
                 "databases": provisions.databases.stats(),
+                "kv": provisions.databases.host().read_counts(),
             }))
         }
         _ => text(

@@ -4,6 +4,7 @@
 //! increments.
 
 use super::bindings::gatehouse::plugin::kv::Error as KvError;
+use super::bindings::gatehouse::plugin::sql::Value;
 use super::sql::{Database, Pool, sql_error};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -35,6 +36,24 @@ impl Store {
         check_key(key)?;
         const SQL: &str = "SELECT value FROM gatehouse_kv \
              WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
+        let params = [
+            Value::Text(self.namespace.to_string()),
+            Value::Text(key.to_owned()),
+            Value::Integer(now_ms()),
+        ];
+        if let Some(rows) = self.database.read_in_place(SQL, &params) {
+            match rows
+                .rows
+                .into_iter()
+                .next()
+                .map(|row| row.into_iter().next())
+            {
+                None => return Ok(None),
+                Some(Some(Value::Blob(value))) => return Ok(Some(value)),
+                // Not a value `set` wrote: the pool reads it as it can.
+                Some(_) => {}
+            }
+        }
         let row: Option<(Vec<u8>,)> = on_pool!(self.database, |pool| sqlx::query_as(SQL)
             .bind(&*self.namespace)
             .bind(key)

@@ -137,7 +137,7 @@ impl Databases {
     pub fn stats(&self) -> BTreeMap<&str, in_place::Counts> {
         self.by_name
             .iter()
-            .filter_map(|(name, db)| Some((name.as_str(), db.in_place.as_ref()?.counts())))
+            .filter_map(|(name, db)| Some((name.as_str(), db.read_counts()?)))
             .collect()
     }
 }
@@ -205,7 +205,7 @@ impl Database {
     pub async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, SqlError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
-                if let Some(rows) = self.in_place.as_ref().and_then(|p| p.query(sql, params)) {
+                if let Some(rows) = self.read_in_place(sql, params) {
                     return Ok(rows);
                 }
                 self.bounded(async {
@@ -240,6 +240,18 @@ impl Database {
                 .await
             }
         }
+    }
+
+    /// The rows of a SQLite read that ran in place; `None` when the pool
+    /// must run it (see [`in_place`]).
+    pub fn read_in_place(&self, sql: &str, params: &[Value]) -> Option<Rows> {
+        self.in_place.as_ref()?.query(sql, params)
+    }
+
+    /// How many reads ran in place and how many went to the pool; `None`
+    /// for a database whose reads all go to the pool.
+    pub fn read_counts(&self) -> Option<in_place::Counts> {
+        Some(self.in_place.as_ref()?.counts())
     }
 
     /// Runs a statement and returns the number of rows it changed.
