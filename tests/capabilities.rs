@@ -269,6 +269,24 @@ async fn sqlite_reads_run_in_place_and_see_what_the_pool_wrote() {
         json!({"columns": ["x", "y"], "rows": [[{"integer": 1}, {"text": "y"}]]})
     );
 
+    // A value too big to build in place is built by the pool.
+    let before = reads(&server, "main").await;
+    let rows = ok(query(
+        &server,
+        "app",
+        "main",
+        "SELECT hex(zeroblob(600000)) AS h",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows["rows"][0][0]["text"].as_str().unwrap().len(),
+        1_200_000
+    );
+    let after = reads(&server, "main").await;
+    assert_eq!(after.1 - before.1, 1, "{before:?} then {after:?}");
+
     // A read longer than the budget in place is finished by the pool, with
     // the same answer, the first time and after.
     let long = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 2000000) \

@@ -11,14 +11,14 @@
 //! The fast path gives up, and the caller runs the statement through the
 //! pool as before, whenever it is not sure: a statement that writes or is
 //! not one statement, a parameter name sqlx would refuse, a database that
-//! is busy or missing, text that is not UTF-8, a result over the size cap,
-//! any error (the pool path then reports it in its own words), and a read
-//! that runs past [`BUDGET`]: SQLite interrupts it, and the statement is
-//! remembered as slow and goes to the pool from then on. So no statement
-//! holds the calling thread for longer than the budget, and nothing a
-//! plugin sees differs but the time it takes.
+//! is busy or missing, text that is not UTF-8, any error (the pool then
+//! reports it in its own words), a value or result over
+//! [`MAX_IN_PLACE_BYTES`], and a read that runs past [`BUDGET`]: SQLite
+//! interrupts it, and the statement is remembered as slow and goes to the
+//! pool from then on. So no read holds the calling thread much longer than
+//! the budget, and nothing a plugin sees differs but the time it takes.
 
-use super::{MAX_RESULT_BYTES, MAX_SQLITE_LENGTH, skip_comments};
+use super::skip_comments;
 use crate::capability::bindings::gatehouse::plugin::sql::{Rows, Value};
 use libsqlite3_sys as ffi;
 use std::collections::HashMap;
@@ -38,6 +38,12 @@ const BUDGET_OPS: c_int = 1000;
 /// The longest statement text prepared in place; longer text goes to the
 /// pool, so preparing (which the budget does not cover) stays short.
 const MAX_SQL_LENGTH: c_int = 64 << 10;
+
+/// The largest value a read builds in place, and the most its rows may
+/// hold: a bigger one is a job for the pool, whose thread it may keep as
+/// long as it takes. This also bounds what one step (`randomblob`, say)
+/// can do between two looks at the budget.
+const MAX_IN_PLACE_BYTES: usize = 1 << 20;
 
 /// Prepared statements kept per handle; past this the cache starts over.
 const CACHED_STATEMENTS: usize = 64;
@@ -184,7 +190,7 @@ impl Handle {
         // boxed deadline, which lives as long as the handle.
         unsafe {
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_ATTACHED, 0);
-            ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, MAX_SQLITE_LENGTH);
+            ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, MAX_IN_PLACE_BYTES as c_int);
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_LENGTH);
             ffi::sqlite3_progress_handler(
                 db,
@@ -204,12 +210,13 @@ impl Handle {
 
     fn query(&mut self, sql: &str, params: &[Value]) -> Option<Rows> {
         let stmt = self.prepared(sql)?;
-        self.deadline.set(Instant::now() + BUDGET);
+        let deadline = Instant::now() + BUDGET;
+        self.deadline.set(deadline);
         // SAFETY: `stmt` is a live statement of this handle; the values
         // bound are borrowed from `params` (SQLITE_STATIC), which outlive
         // the run, and are cleared before it returns.
         let outcome = unsafe {
-            let outcome = bind(stmt, params).and_then(|()| read(stmt));
+            let outcome = bind(stmt, params).and_then(|()| read(stmt, deadline));
             ffi::sqlite3_reset(stmt);
             ffi::sqlite3_clear_bindings(stmt);
             outcome
@@ -365,7 +372,7 @@ unsafe fn bind(stmt: *mut ffi::sqlite3_stmt, params: &[Value]) -> Result<(), Sto
 ///
 /// # Safety
 /// `stmt` is a live, bound statement.
-unsafe fn read(stmt: *mut ffi::sqlite3_stmt) -> Result<Rows, Stopped> {
+unsafe fn read(stmt: *mut ffi::sqlite3_stmt, deadline: Instant) -> Result<Rows, Stopped> {
     // SAFETY: as the caller promises; a column's text and blob pointers are
     // copied before the next step.
     unsafe {
@@ -400,10 +407,14 @@ unsafe fn read(stmt: *mut ffi::sqlite3_stmt) -> Result<Rows, Stopped> {
                 bytes += super::value_size(&value);
                 row.push(value);
             }
-            if bytes > MAX_RESULT_BYTES {
+            if bytes > MAX_IN_PLACE_BYTES {
                 return Err(Stopped::Other);
             }
             rows.push(row);
+            // Reading rows out costs time the progress handler does not see.
+            if Instant::now() >= deadline {
+                return Err(Stopped::Interrupted);
+            }
         }
         Ok(Rows {
             columns: columns.unwrap_or_default(),
