@@ -269,6 +269,47 @@ async fn sqlite_reads_run_in_place_and_see_what_the_pool_wrote() {
         json!({"columns": ["x", "y"], "rows": [[{"integer": 1}, {"text": "y"}]]})
     );
 
+    // A PRAGMA behind a comment that only Postgres would nest changes
+    // nothing for later calls, in place or on the pool.
+    for pragma in [
+        "short_column_names = 0",
+        "full_column_names = 1",
+        "case_sensitive_like = 1",
+    ] {
+        let hidden = format!("/* /* */ PRAGMA {pragma} -- */ SELECT\n");
+        ok(query(&server, "app", "main", &hidden, json!([])).await).await;
+    }
+    for _ in 0..12 {
+        let rows = ok(query(
+            &server,
+            "app",
+            "main",
+            "SELECT x, 'a' LIKE 'A' AS same FROM t WHERE x = 1",
+            json!([]),
+        )
+        .await)
+        .await;
+        assert_eq!(
+            rows,
+            json!({"columns": ["x", "same"], "rows": [[{"integer": 1}, {"integer": 1}]]})
+        );
+        let rows = ok(query(
+            &server,
+            "app",
+            "main",
+            "SELECT x FROM t WHERE x = 1",
+            json!([]),
+        )
+        .await)
+        .await;
+        assert_eq!(rows["columns"], json!(["x"]));
+    }
+    // What the pool refuses is refused in place too; `$0` names no
+    // parameter, and nothing breaks for the next call.
+    bad_statement(query(&server, "app", "main", "SELECT 1;\u{2003};", json!([])).await);
+    bad_statement(query(&server, "app", "main", "SELECT $0", json!([{"integer": 1}])).await);
+    assert_eq!(count().await, 5);
+
     // A value too big to build in place is built by the pool.
     let before = reads(&server, "main").await;
     let rows = ok(query(

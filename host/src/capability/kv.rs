@@ -41,7 +41,7 @@ impl Store {
             Value::Text(key.to_owned()),
             Value::Integer(now_ms()),
         ];
-        if let Some(rows) = self.database.read_in_place(SQL, &params) {
+        if let Some(rows) = self.database.read_in_place(SQL, &params).await {
             match rows
                 .rows
                 .into_iter()

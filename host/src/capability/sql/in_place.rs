@@ -8,6 +8,13 @@
 //! through each of them while other instances run. A point query itself
 //! takes a few microseconds; in place, it costs about that.
 //!
+//! A statement is prepared on a blocking thread the first time a handle
+//! sees it (planning a tangle of CTEs can take seconds, and the budget
+//! below does not reach into it), then runs in place from the handle's
+//! cache. An authorizer lets a handle prepare only reads (a `PRAGMA` or
+//! `BEGIN` hidden behind a comment fails to prepare) that call no function
+//! whose one step can take long ([`SLOW_FUNCTIONS`]).
+//!
 //! The fast path gives up, and the caller runs the statement through the
 //! pool as before, whenever it is not sure: a statement that writes or is
 //! not one statement, a parameter name sqlx would refuse, a database that
@@ -21,6 +28,7 @@
 use super::skip_comments;
 use crate::capability::bindings::gatehouse::plugin::sql::{Rows, Value};
 use libsqlite3_sys as ffi;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString, c_int, c_void};
 use std::ptr::NonNull;
@@ -31,6 +39,10 @@ use std::time::{Duration, Instant};
 /// The longest a read runs in place before it is stopped and sent to the
 /// pool.
 const BUDGET: Duration = Duration::from_millis(1);
+
+/// The longest a handle spends loading the schema to prepare a statement;
+/// past it the statement goes to the pool from then on.
+const PREPARE_BUDGET: Duration = Duration::from_secs(1);
 
 /// SQLite virtual machine steps between two looks at the budget.
 const BUDGET_OPS: c_int = 1000;
@@ -44,6 +56,13 @@ const MAX_SQL_LENGTH: c_int = 64 << 10;
 /// long as it takes. This also bounds what one step (`randomblob`, say)
 /// can do between two looks at the budget.
 const MAX_IN_PLACE_BYTES: usize = 1 << 20;
+
+/// Functions whose single call can take long on values of the size above
+/// (pattern matching and search are quadratic, or worse, in their
+/// arguments): a read that calls one goes to the pool.
+const SLOW_FUNCTIONS: [&[u8]; 8] = [
+    b"like", b"glob", b"instr", b"replace", b"trim", b"ltrim", b"rtrim", b"regexp",
+];
 
 /// Prepared statements kept per handle; past this the cache starts over.
 const CACHED_STATEMENTS: usize = 64;
@@ -75,11 +94,13 @@ impl std::fmt::Debug for InPlace {
 }
 
 impl InPlace {
-    /// Reads in place on the database file at `path`; none for a database
-    /// in memory, which only the pool's own connections can see.
-    pub fn new(path: &std::path::Path) -> Option<InPlace> {
+    /// Reads in place on the database file at `path`, which `url` names;
+    /// none for a database in memory, which only the pool's own connections
+    /// can see, or one opened with options a plain handle would not share.
+    pub fn new(url: &str, path: &std::path::Path) -> Option<InPlace> {
         let text = path.to_str()?;
-        if text.is_empty() || text.starts_with(":memory:") || text.contains("mode=memory") {
+        let special = [":memory:", "mode=memory", "immutable", "vfs="];
+        if text.is_empty() || special.iter().any(|option| url.contains(option)) {
             return None;
         }
         Some(InPlace {
@@ -100,26 +121,42 @@ impl InPlace {
 
     /// The rows of `sql` if it is a read that finished in place; `None`
     /// when it is for the pool to run.
-    pub fn query(&self, sql: &str, params: &[Value]) -> Option<Rows> {
+    pub async fn query(&self, sql: &str, params: &[Value]) -> Option<Rows> {
         if !reads_only(sql) {
             return None;
         }
-        let rows = self.take().and_then(|mut handle| {
-            let rows = handle.query(sql, params);
-            if handle.usable() {
-                let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-                if idle.len() < IDLE_HANDLES {
-                    idle.push(handle);
-                }
-            }
-            rows
-        });
+        let rows = match self.take() {
+            Some(handle) => self.run(handle, sql, params).await,
+            None => None,
+        };
         let counter = if rows.is_some() {
             &self.finished
         } else {
             &self.handed_on
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        rows
+    }
+
+    /// Runs `sql` on `handle`, preparing it on a blocking thread first if
+    /// the handle has not seen it, and puts the handle back.
+    async fn run(&self, mut handle: Handle, sql: &str, params: &[Value]) -> Option<Rows> {
+        if !handle.statements.contains_key(sql) {
+            let text = sql.to_owned();
+            handle = tokio::task::spawn_blocking(move || {
+                handle.prepare(&text);
+                handle
+            })
+            .await
+            .ok()?;
+        }
+        let rows = handle.query(sql, params);
+        if handle.usable() {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < IDLE_HANDLES {
+                idle.push(handle);
+            }
+        }
         rows
     }
 
@@ -148,14 +185,15 @@ fn reads_only(sql: &str) -> bool {
 struct Handle {
     db: NonNull<ffi::sqlite3>,
     statements: HashMap<Box<str>, Prepared>,
-    /// When the running read is stopped; the progress handler's context,
-    /// boxed so its address stays put.
-    deadline: Box<std::cell::Cell<Instant>>,
+    /// When the running read is stopped: the progress handler's context,
+    /// allocated apart so its address stays put; freed after the close.
+    deadline: NonNull<Cell<Instant>>,
 }
 
-/// A cached statement, and whether it ran past the budget once.
+/// A cached statement (none: the text is not one plain read, or failed to
+/// prepare), and whether it ran past the budget once.
 struct Prepared {
-    stmt: NonNull<ffi::sqlite3_stmt>,
+    stmt: Option<NonNull<ffi::sqlite3_stmt>>,
     slow: bool,
 }
 
@@ -180,14 +218,14 @@ impl Handle {
         let handle = Handle {
             db: NonNull::new(db)?,
             statements: HashMap::new(),
-            deadline: Box::new(std::cell::Cell::new(Instant::now())),
+            deadline: NonNull::from(Box::leak(Box::new(Cell::new(Instant::now())))),
         };
         if rc != ffi::SQLITE_OK {
             return None;
         }
         let db = handle.db.as_ptr();
         // SAFETY: an open handle; the progress handler's context is the
-        // boxed deadline, which lives as long as the handle.
+        // deadline, which is freed only after the handle is closed.
         unsafe {
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_ATTACHED, 0);
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, MAX_IN_PLACE_BYTES as c_int);
@@ -196,8 +234,9 @@ impl Handle {
                 db,
                 BUDGET_OPS,
                 Some(past_budget),
-                std::ptr::from_ref(&*handle.deadline).cast_mut().cast(),
+                handle.deadline.as_ptr().cast(),
             );
+            ffi::sqlite3_set_authorizer(db, Some(authorize), std::ptr::null_mut());
         }
         Some(handle)
     }
@@ -208,10 +247,21 @@ impl Handle {
         unsafe { ffi::sqlite3_get_autocommit(self.db.as_ptr()) != 0 }
     }
 
+    /// Starts a budget of `length` for the next read (or prepare) now.
+    fn start_budget(&self, length: Duration) -> Instant {
+        let deadline = Instant::now() + length;
+        // SAFETY: the deadline lives as long as the handle, and only the
+        // thread using the handle touches it.
+        unsafe { self.deadline.as_ref().set(deadline) };
+        deadline
+    }
+
+    /// Runs `sql`, if the handle prepared it as one plain read that has not
+    /// proved slow.
     fn query(&mut self, sql: &str, params: &[Value]) -> Option<Rows> {
-        let stmt = self.prepared(sql)?;
-        let deadline = Instant::now() + BUDGET;
-        self.deadline.set(deadline);
+        let prepared = self.statements.get(sql)?;
+        let stmt = prepared.stmt.filter(|_| !prepared.slow)?.as_ptr();
+        let deadline = self.start_budget(BUDGET);
         // SAFETY: `stmt` is a live statement of this handle; the values
         // bound are borrowed from `params` (SQLITE_STATIC), which outlive
         // the run, and are cleared before it returns.
@@ -233,18 +283,31 @@ impl Handle {
         }
     }
 
-    /// The prepared statement of `sql` (from the cache, or prepared now),
-    /// if it is one read-only statement that has not proved slow.
-    fn prepared(&mut self, sql: &str) -> Option<*mut ffi::sqlite3_stmt> {
-        if let Some(prepared) = self.statements.get(sql) {
-            return (!prepared.slow).then_some(prepared.stmt.as_ptr());
+    /// Prepares `sql` into the cache: as a statement if it is one plain
+    /// read, else as a note that it is not. Prepare takes as long as the
+    /// query planner does: call it off the async threads.
+    fn prepare(&mut self, sql: &str) {
+        // Loading the schema (on a handle's first statement) calls the
+        // progress handler too: it may take longer than a read, off the
+        // async threads.
+        self.start_budget(PREPARE_BUDGET);
+        let stmt = self.one_read(sql);
+        if self.statements.len() >= CACHED_STATEMENTS {
+            self.finalize_all();
         }
+        self.statements
+            .insert(sql.into(), Prepared { stmt, slow: false });
+    }
+
+    /// `sql` prepared, if it is one statement, the authorizer lets it
+    /// through, and it reads only.
+    fn one_read(&self, sql: &str) -> Option<NonNull<ffi::sqlite3_stmt>> {
         let length = c_int::try_from(sql.len()).ok()?;
         let mut stmt = std::ptr::null_mut();
         let mut tail = std::ptr::null();
         // SAFETY: `sql` is `length` bytes; the statement, when one is made,
         // is finalized here or by the cache.
-        let stmt = unsafe {
+        unsafe {
             let rc = ffi::sqlite3_prepare_v3(
                 self.db.as_ptr(),
                 sql.as_ptr().cast(),
@@ -254,7 +317,8 @@ impl Handle {
                 &mut tail,
             );
             let stmt = NonNull::new(stmt)?;
-            // What follows the first statement must be nothing but `;`s.
+            // What follows the first statement must be nothing but `;`s and
+            // the whitespace SQLite skips.
             let consumed = if tail.is_null() {
                 sql.len()
             } else {
@@ -263,27 +327,22 @@ impl Handle {
             let one_read = rc == ffi::SQLITE_OK
                 && ffi::sqlite3_stmt_readonly(stmt.as_ptr()) != 0
                 && sql.get(consumed..).is_some_and(|rest| {
-                    rest.trim_matches(|c: char| c == ';' || c.is_whitespace())
-                        .is_empty()
+                    rest.bytes().all(|b| {
+                        matches!(b, b';' | b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r')
+                    })
                 });
             if !one_read {
                 ffi::sqlite3_finalize(stmt.as_ptr());
                 return None;
             }
-            stmt
-        };
-        if self.statements.len() >= CACHED_STATEMENTS {
-            self.finalize_all();
+            Some(stmt)
         }
-        self.statements
-            .insert(sql.into(), Prepared { stmt, slow: false });
-        Some(stmt.as_ptr())
     }
 
     fn finalize_all(&mut self) {
-        for (_, prepared) in self.statements.drain() {
+        for stmt in self.statements.drain().filter_map(|(_, p)| p.stmt) {
             // SAFETY: each cached statement is finalized once, here.
-            unsafe { ffi::sqlite3_finalize(prepared.stmt.as_ptr()) };
+            unsafe { ffi::sqlite3_finalize(stmt.as_ptr()) };
         }
     }
 }
@@ -291,8 +350,41 @@ impl Handle {
 impl Drop for Handle {
     fn drop(&mut self) {
         self.finalize_all();
-        // SAFETY: every statement of the handle is finalized above.
-        unsafe { ffi::sqlite3_close(self.db.as_ptr()) };
+        // SAFETY: every statement of the handle is finalized above; once
+        // the handle is closed nothing calls the progress handler, whose
+        // context was leaked from a Box in `open`.
+        unsafe {
+            ffi::sqlite3_close(self.db.as_ptr());
+            drop(Box::from_raw(self.deadline.as_ptr()));
+        }
+    }
+}
+
+/// The authorizer of every handle: reads of tables and views, and calls of
+/// functions but [`SLOW_FUNCTIONS`]; anything else fails to prepare.
+unsafe extern "C" fn authorize(
+    _: *mut c_void,
+    action: c_int,
+    _: *const std::ffi::c_char,
+    function: *const std::ffi::c_char,
+    _: *const std::ffi::c_char,
+    _: *const std::ffi::c_char,
+) -> c_int {
+    let allowed = match action {
+        ffi::SQLITE_SELECT | ffi::SQLITE_READ | ffi::SQLITE_RECURSIVE => true,
+        ffi::SQLITE_FUNCTION if !function.is_null() => {
+            // SAFETY: for SQLITE_FUNCTION SQLite passes the function's name.
+            let name = unsafe { CStr::from_ptr(function) }.to_bytes();
+            !SLOW_FUNCTIONS
+                .iter()
+                .any(|slow| name.eq_ignore_ascii_case(slow))
+        }
+        _ => false,
+    };
+    if allowed {
+        ffi::SQLITE_OK
+    } else {
+        ffi::SQLITE_DENY
     }
 }
 
@@ -306,8 +398,8 @@ enum Stopped {
 
 /// The progress handler: nonzero (stop) once the read is past its deadline.
 unsafe extern "C" fn past_budget(deadline: *mut c_void) -> c_int {
-    // SAFETY: the context is the handle's boxed deadline (see Handle::open).
-    let deadline = unsafe { &*deadline.cast::<std::cell::Cell<Instant>>() };
+    // SAFETY: the context is the handle's deadline (see Handle::open).
+    let deadline = unsafe { &*deadline.cast::<Cell<Instant>>() };
     c_int::from(Instant::now() >= deadline.get())
 }
 

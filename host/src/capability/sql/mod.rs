@@ -166,7 +166,7 @@ impl Database {
                     Error::io(format!("creating the folder of database `{name}`"), e)
                 })?;
             }
-            in_place = in_place::InPlace::new(options.get_filename());
+            in_place = in_place::InPlace::new(&config.url, options.get_filename());
             Pool::Sqlite(
                 PoolOptions::new()
                     .max_connections(config.max_connections)
@@ -205,7 +205,8 @@ impl Database {
     pub async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, SqlError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
-                if let Some(rows) = self.read_in_place(sql, params) {
+                no_zero_placeholder(sql)?;
+                if let Some(rows) = self.read_in_place(sql, params).await {
                     return Ok(rows);
                 }
                 self.bounded(async {
@@ -215,7 +216,7 @@ impl Database {
                         sqlite_value,
                     )
                     .await;
-                    no_transaction_left(&mut conn, sql).await?;
+                    no_state_left(&mut conn, sql).await?;
                     let mut rows = read?;
                     if rows.rows.is_empty() {
                         // No row to read the names from: ask the statement
@@ -244,8 +245,8 @@ impl Database {
 
     /// The rows of a SQLite read that ran in place; `None` when the pool
     /// must run it (see [`in_place`]).
-    pub fn read_in_place(&self, sql: &str, params: &[Value]) -> Option<Rows> {
-        self.in_place.as_ref()?.query(sql, params)
+    pub async fn read_in_place(&self, sql: &str, params: &[Value]) -> Option<Rows> {
+        self.in_place.as_ref()?.query(sql, params).await
     }
 
     /// How many reads ran in place and how many went to the pool; `None`
@@ -258,14 +259,14 @@ impl Database {
     pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
+                no_zero_placeholder(sql)?;
                 self.bounded(async {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
                     let done = bind_sqlite(sqlx::query(sql), params)
                         .execute(&mut *conn)
-                        .await
-                        .map_err(sql_error)?;
-                    no_transaction_left(&mut conn, sql).await?;
-                    Ok(done.rows_affected())
+                        .await;
+                    no_state_left(&mut conn, sql).await?;
+                    Ok(done.map_err(sql_error)?.rows_affected())
                 })
                 .await
             }
@@ -286,8 +287,17 @@ impl Database {
         let mut affected = Vec::with_capacity(statements.len());
         match &self.pool {
             Pool::Sqlite(pool) => {
+                for statement in statements {
+                    no_zero_placeholder(&statement.sql)?;
+                }
                 self.bounded(async {
-                    let mut tx = pool.begin().await.map_err(sql_error)?;
+                    let mut conn = pool.acquire().await.map_err(sql_error)?;
+                    if statements.iter().any(|s| mentions(&s.sql, b"pragma")) {
+                        conn.close_on_drop();
+                    }
+                    let mut tx = sqlx::Connection::begin(&mut *conn)
+                        .await
+                        .map_err(sql_error)?;
                     for statement in statements {
                         let done = bind_sqlite(sqlx::query(&statement.sql), &statement.params)
                             .execute(&mut *tx)
@@ -386,14 +396,19 @@ fn without_password(url: &str) -> String {
 const STATE_LEFT: &str = "a transaction or session setting cannot outlive its call \
     (connections are pooled and shared): use batch, which runs statements in one transaction";
 
-/// Closes a SQLite connection that a plugin's statement left inside a
-/// transaction (`BEGIN`, `SAVEPOINT`): what it did inside is rolled back, and the
-/// next caller gets a clean connection. Only text naming one of those can
-/// open a transaction, so other statements skip the check.
-async fn no_transaction_left(
+/// Keeps what a plugin's statement did to its SQLite connection from the
+/// next caller. A connection left inside a transaction (`BEGIN`,
+/// `SAVEPOINT`) is closed, so what was done inside is rolled back, and the
+/// call fails. One that ran a `PRAGMA` (which may turn off foreign keys or
+/// change how LIKE compares) is closed after the call. Only text naming
+/// one of those can do either, so other statements skip the checks.
+async fn no_state_left(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
     sql: &str,
 ) -> Result<(), SqlError> {
+    if mentions(sql, b"pragma") {
+        conn.close_on_drop();
+    }
     if !mentions(sql, b"begin") && !mentions(sql, b"savepoint") {
         return Ok(());
     }
@@ -406,6 +421,40 @@ async fn no_transaction_left(
     if in_transaction {
         conn.close_on_drop();
         return Err(SqlError::BadStatement(STATE_LEFT.to_owned()));
+    }
+    Ok(())
+}
+
+/// Refuses a SQLite statement with a placeholder `$0` (or `$00`, `$0x`):
+/// placeholders count from `$1`, and sqlx's driver fails on its thread when
+/// asked to bind a zero. Text in quotes and comments is skipped.
+fn no_zero_placeholder(sql: &str) -> Result<(), SqlError> {
+    let bytes = sql.as_bytes();
+    let mut at = 0;
+    while at < bytes.len() {
+        let rest = &bytes[at..];
+        let skip_to = |end: &[u8], from: usize| {
+            rest[from..]
+                .windows(end.len())
+                .position(|w| w == end)
+                .map_or(bytes.len(), |p| at + from + p + end.len())
+        };
+        at = match rest[0] {
+            quote @ (b'\'' | b'"' | b'`') => skip_to(&[quote], 1),
+            b'[' => skip_to(b"]", 1),
+            b'-' if rest.starts_with(b"--") => skip_to(b"\n", 2),
+            b'/' if rest.starts_with(b"/*") => skip_to(b"*/", 2),
+            b'$' if rest.get(1) == Some(&b'0') => {
+                let digits = rest[1..].iter().take_while(|b| b.is_ascii_digit());
+                if digits.clone().all(|d| *d == b'0') {
+                    return Err(SqlError::BadStatement(
+                        "placeholders are numbered from $1; `$0` names no parameter".to_owned(),
+                    ));
+                }
+                at + 1
+            }
+            _ => at + 1,
+        };
     }
     Ok(())
 }
@@ -1014,6 +1063,16 @@ mod tests {
             without_password("sqlite://data/main.db"),
             "sqlite://data/main.db"
         );
+    }
+
+    #[test]
+    fn a_zero_placeholder_is_refused_outside_quotes_and_comments() {
+        assert!(no_zero_placeholder("SELECT $0").is_err());
+        assert!(no_zero_placeholder("SELECT $1, $00").is_err());
+        assert!(no_zero_placeholder("SELECT $0x").is_err());
+        assert!(no_zero_placeholder("SELECT $1, $10, ?1").is_ok());
+        assert!(no_zero_placeholder("SELECT '$0.99', \"$0\", [$0] -- $0\n /* $0 */").is_ok());
+        assert!(no_zero_placeholder("SELECT 'it''s $0'").is_ok());
     }
 
     #[test]
