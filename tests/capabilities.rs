@@ -279,6 +279,8 @@ async fn sqlite_reads_run_in_place_and_see_what_the_pool_wrote() {
         let hidden = format!("/* /* */ PRAGMA {pragma} -- */ SELECT\n");
         ok(query(&server, "app", "main", &hidden, json!([])).await).await;
     }
+    // LIKE may take long in one step, so its reads go to the pool.
+    let before = reads(&server, "main").await;
     for _ in 0..12 {
         let rows = ok(query(
             &server,
@@ -304,6 +306,12 @@ async fn sqlite_reads_run_in_place_and_see_what_the_pool_wrote() {
         .await;
         assert_eq!(rows["columns"], json!(["x"]));
     }
+    let after = reads(&server, "main").await;
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (12, 12),
+        "{before:?} then {after:?}"
+    );
     // What the pool refuses is refused in place too; `$0` names no
     // parameter, and nothing breaks for the next call.
     bad_statement(query(&server, "app", "main", "SELECT 1;\u{2003};", json!([])).await);
