@@ -628,19 +628,28 @@ impl Forwarder {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_database_that_goes_down_gives_unavailable_quickly_and_comes_back() {
+/// A plugin `app` granted database `pg`, which is Postgres reached through
+/// a forwarder (with `options` in its table), once it answered a first
+/// query.
+async fn serve_through_forwarder(options: &str) -> (Forwarder, Site, Server) {
     let forwarder = Forwarder::start("127.0.0.1:0".parse().unwrap()).await;
     let site = Site::new();
     mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
     let config = config_with(&format!(
-        "[databases.pg]\nurl = \"postgres://postgres@{}/test\"\nacquire_timeout_ms = 1000\n",
+        "[databases.pg]\nurl = \"postgres://postgres@{}/test\"\n{options}\n",
         forwarder.addr
     ));
     let server = site.serve_config(&config, &[]);
     server.wait_serving("app").await;
+    let rows = ok(query(&server, "app", "pg", "SELECT 41 + 1 AS answer", json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 42}]]));
+    (forwarder, site, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_that_goes_down_gives_unavailable_quickly_and_comes_back() {
+    let (forwarder, _site, server) = serve_through_forwarder("acquire_timeout_ms = 1000").await;
     let select = || query(&server, "app", "pg", "SELECT 41 + 1 AS answer", json!([]));
-    assert_eq!(ok(select().await).await["rows"], json!([[{"integer": 42}]]));
 
     forwarder.down();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -671,17 +680,8 @@ async fn a_database_that_goes_down_gives_unavailable_quickly_and_comes_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_connection_broken_while_idle_is_replaced_before_a_call_uses_it() {
-    let forwarder = Forwarder::start("127.0.0.1:0".parse().unwrap()).await;
-    let site = Site::new();
-    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
-    let config = config_with(&format!(
-        "[databases.pg]\nurl = \"postgres://postgres@{}/test\"\nmax_connections = 1\n",
-        forwarder.addr
-    ));
-    let server = site.serve_config(&config, &[]);
-    server.wait_serving("app").await;
+    let (forwarder, _site, server) = serve_through_forwarder("max_connections = 1").await;
     let select = || query(&server, "app", "pg", "SELECT 41 + 1 AS answer", json!([]));
-    assert_eq!(ok(select().await).await["rows"], json!([[{"integer": 42}]]));
 
     // The server restarts while the pooled connection sits idle: the pool
     // finds it dead before handing it out, and the call gets a new one.

@@ -25,7 +25,7 @@
 //! pool from then on. So no read holds the calling thread much longer than
 //! the budget, and nothing a plugin sees differs but the time it takes.
 
-use super::skip_comments;
+use super::first_word;
 use crate::capability::bindings::gatehouse::plugin::sql::{Rows, Value};
 use libsqlite3_sys as ffi;
 use std::cell::Cell;
@@ -171,12 +171,8 @@ impl InPlace {
 /// Whether `sql` starts as a read: `SELECT`, `WITH` or `VALUES`. SQLite
 /// confirms it once prepared (`WITH … DELETE` writes).
 fn reads_only(sql: &str) -> bool {
-    let start = skip_comments(sql).as_bytes();
-    let word = start
-        .iter()
-        .position(|b| !b.is_ascii_alphabetic())
-        .map_or(start, |end| &start[..end]);
-    [&b"select"[..], b"with", b"values"]
+    let word = first_word(sql);
+    ["select", "with", "values"]
         .iter()
         .any(|read| word.eq_ignore_ascii_case(read))
 }

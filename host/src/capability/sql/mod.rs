@@ -464,15 +464,25 @@ fn no_zero_placeholder(sql: &str) -> Result<(), SqlError> {
 /// with parameters is one command, so its first word says what it is.
 fn no_session_command(sql: &str) -> Result<(), SqlError> {
     const REFUSED: [&str; 5] = ["begin", "start", "savepoint", "set", "reset"];
-    let word: String = skip_comments(sql)
-        .chars()
-        .take_while(char::is_ascii_alphabetic)
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if REFUSED.contains(&word.as_str()) {
+    let word = first_word(sql);
+    if REFUSED
+        .iter()
+        .any(|refused| word.eq_ignore_ascii_case(refused))
+    {
+        let word = word.to_ascii_lowercase();
         return Err(SqlError::BadStatement(format!("`{word}`: {STATE_LEFT}")));
     }
     Ok(())
+}
+
+/// The first word of `sql` (its ASCII letters, past comments), which says
+/// what kind of statement it is.
+fn first_word(sql: &str) -> &str {
+    let start = skip_comments(sql);
+    let end = start
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(start.len());
+    &start[..end]
 }
 
 /// Whether a Postgres statement may change its session in a way a
