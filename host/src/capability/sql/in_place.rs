@@ -21,9 +21,13 @@
 //! is busy or missing, text that is not UTF-8, any error (the pool then
 //! reports it in its own words), a value or result over
 //! [`MAX_IN_PLACE_BYTES`], and a read that runs past [`BUDGET`]: SQLite
-//! interrupts it, and the statement is remembered as slow and goes to the
-//! pool from then on. So no read holds the calling thread much longer than
-//! the budget, and nothing a plugin sees differs but the time it takes.
+//! interrupts it. A read stopped after real work ([`HEAVY_LOOKS`]) is
+//! remembered as slow and goes to the pool from then on; one stopped with
+//! little done was held up by something else (its thread preempted on a
+//! busy core, a page read from disk), and only after [`OVERRUNS`] of those
+//! in a row. So no read holds the calling thread much longer than the
+//! budget, a hot point query is not sent to the pool for good by one bad
+//! moment, and nothing a plugin sees differs but the time it takes.
 
 use super::first_word;
 use crate::capability::bindings::gatehouse::plugin::sql::{Rows, Value};
@@ -46,6 +50,15 @@ const PREPARE_BUDGET: Duration = Duration::from_secs(1);
 
 /// SQLite virtual machine steps between two looks at the budget.
 const BUDGET_OPS: c_int = 1000;
+
+/// Looks at the budget (of [`BUDGET_OPS`] steps each) a read stopped past
+/// its budget had taken when it proved itself slow: a point query takes a
+/// few dozen steps and never gets one.
+const HEAVY_LOOKS: u32 = 5;
+
+/// Overruns in a row, each with less work than [`HEAVY_LOOKS`], after which
+/// a statement counts as slow all the same.
+const OVERRUNS: u8 = 3;
 
 /// The longest statement text prepared in place; longer text goes to the
 /// pool, so preparing (which the budget does not cover) stays short.
@@ -181,16 +194,25 @@ fn reads_only(sql: &str) -> bool {
 struct Handle {
     db: NonNull<ffi::sqlite3>,
     statements: HashMap<Box<str>, Prepared>,
-    /// When the running read is stopped: the progress handler's context,
+    /// The running read's budget: the progress handler's context,
     /// allocated apart so its address stays put; freed after the close.
-    deadline: NonNull<Cell<Instant>>,
+    budget: NonNull<Budget>,
+}
+
+/// When the running read is stopped, and how many times the progress
+/// handler looked (about how much work the read has done).
+struct Budget {
+    deadline: Cell<Instant>,
+    looks: Cell<u32>,
 }
 
 /// A cached statement (none: the text is not one plain read, or failed to
-/// prepare), and whether it ran past the budget once.
+/// prepare), whether it proved slow, and its overruns in a row that did
+/// not prove it.
 struct Prepared {
     stmt: Option<NonNull<ffi::sqlite3_stmt>>,
     slow: bool,
+    overruns: u8,
 }
 
 // SAFETY: the handle is opened with SQLITE_OPEN_NOMUTEX and only ever used
@@ -214,14 +236,17 @@ impl Handle {
         let handle = Handle {
             db: NonNull::new(db)?,
             statements: HashMap::new(),
-            deadline: NonNull::from(Box::leak(Box::new(Cell::new(Instant::now())))),
+            budget: NonNull::from(Box::leak(Box::new(Budget {
+                deadline: Cell::new(Instant::now()),
+                looks: Cell::new(0),
+            }))),
         };
         if rc != ffi::SQLITE_OK {
             return None;
         }
         let db = handle.db.as_ptr();
         // SAFETY: an open handle; the progress handler's context is the
-        // deadline, which is freed only after the handle is closed.
+        // budget, which is freed only after the handle is closed.
         unsafe {
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_ATTACHED, 0);
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, MAX_IN_PLACE_BYTES as c_int);
@@ -230,7 +255,7 @@ impl Handle {
                 db,
                 BUDGET_OPS,
                 Some(past_budget),
-                handle.deadline.as_ptr().cast(),
+                handle.budget.as_ptr().cast(),
             );
             ffi::sqlite3_set_authorizer(db, Some(authorize), std::ptr::null_mut());
         }
@@ -246,18 +271,28 @@ impl Handle {
     /// Starts a budget of `length` for the next read (or prepare) now.
     fn start_budget(&self, length: Duration) -> Instant {
         let deadline = Instant::now() + length;
-        // SAFETY: the deadline lives as long as the handle, and only the
-        // thread using the handle touches it.
-        unsafe { self.deadline.as_ref().set(deadline) };
+        let budget = self.budget();
+        budget.deadline.set(deadline);
+        budget.looks.set(0);
         deadline
+    }
+
+    fn budget(&self) -> &Budget {
+        // SAFETY: the budget lives as long as the handle, and only the
+        // thread using the handle touches it.
+        unsafe { self.budget.as_ref() }
     }
 
     /// Runs `sql`, if the handle prepared it as one plain read that has not
     /// proved slow.
     fn query(&mut self, sql: &str, params: &[Value]) -> Option<Rows> {
+        self.query_within(sql, params, BUDGET)
+    }
+
+    fn query_within(&mut self, sql: &str, params: &[Value], budget: Duration) -> Option<Rows> {
         let prepared = self.statements.get(sql)?;
         let stmt = prepared.stmt.filter(|_| !prepared.slow)?.as_ptr();
-        let deadline = self.start_budget(BUDGET);
+        let deadline = self.start_budget(budget);
         // SAFETY: `stmt` is a live statement of this handle; the values
         // bound are borrowed from `params` (SQLITE_STATIC), which outlive
         // the run, and are cleared before it returns.
@@ -267,12 +302,16 @@ impl Handle {
             ffi::sqlite3_clear_bindings(stmt);
             outcome
         };
+        let heavy = self.budget().looks.get() >= HEAVY_LOOKS;
+        let prepared = self.statements.get_mut(sql)?;
         match outcome {
-            Ok(rows) => Some(rows),
+            Ok(rows) => {
+                prepared.overruns = 0;
+                Some(rows)
+            }
             Err(Stopped::Interrupted) => {
-                if let Some(prepared) = self.statements.get_mut(sql) {
-                    prepared.slow = true;
-                }
+                prepared.overruns = prepared.overruns.saturating_add(1);
+                prepared.slow = heavy || prepared.overruns >= OVERRUNS;
                 None
             }
             Err(Stopped::Other) => None,
@@ -291,8 +330,14 @@ impl Handle {
         if self.statements.len() >= CACHED_STATEMENTS {
             self.finalize_all();
         }
-        self.statements
-            .insert(sql.into(), Prepared { stmt, slow: false });
+        self.statements.insert(
+            sql.into(),
+            Prepared {
+                stmt,
+                slow: false,
+                overruns: 0,
+            },
+        );
     }
 
     /// `sql` prepared, if it is one statement, the authorizer lets it
@@ -351,7 +396,7 @@ impl Drop for Handle {
         // context was leaked from a Box in `open`.
         unsafe {
             ffi::sqlite3_close(self.db.as_ptr());
-            drop(Box::from_raw(self.deadline.as_ptr()));
+            drop(Box::from_raw(self.budget.as_ptr()));
         }
     }
 }
@@ -392,11 +437,13 @@ enum Stopped {
     Other,
 }
 
-/// The progress handler: nonzero (stop) once the read is past its deadline.
-unsafe extern "C" fn past_budget(deadline: *mut c_void) -> c_int {
-    // SAFETY: the context is the handle's deadline (see Handle::open).
-    let deadline = unsafe { &*deadline.cast::<Cell<Instant>>() };
-    c_int::from(Instant::now() >= deadline.get())
+/// The progress handler: counts its looks, and returns nonzero (stop) once
+/// the read is past its deadline.
+unsafe extern "C" fn past_budget(budget: *mut c_void) -> c_int {
+    // SAFETY: the context is the handle's budget (see Handle::open).
+    let budget = unsafe { &*budget.cast::<Budget>() };
+    budget.looks.set(budget.looks.get().saturating_add(1));
+    c_int::from(Instant::now() >= budget.deadline.get())
 }
 
 /// Binds `params` to `stmt`'s placeholders as sqlx does: `?NNN` and `$NNN`
@@ -565,5 +612,55 @@ mod tests {
         assert!(!reads_only("INSERT INTO t VALUES (1)"));
         assert!(!reads_only("PRAGMA query_only = 0"));
         assert!(!reads_only("BEGIN"));
+    }
+
+    /// A handle on an empty database file in a new folder.
+    fn handle() -> (tempfile::TempDir, Handle) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("empty.db");
+        std::fs::write(&path, b"").unwrap();
+        let path = CString::new(path.to_str().unwrap()).unwrap();
+        let handle = Handle::open(&path).unwrap();
+        (dir, handle)
+    }
+
+    fn slow(handle: &Handle, sql: &str) -> bool {
+        handle.statements[sql].slow
+    }
+
+    #[test]
+    fn a_light_read_held_up_stays_in_place_unless_it_keeps_overrunning() {
+        let (_dir, mut handle) = handle();
+        let sql = "SELECT 1 AS one";
+        handle.prepare(sql);
+        // Two overruns with no work done (the thread held up elsewhere)
+        // hand the read to the pool without marking it slow.
+        for _ in 0..2 {
+            assert!(handle.query_within(sql, &[], Duration::ZERO).is_none());
+            assert!(!slow(&handle, sql));
+        }
+        // A read that finishes starts the count again.
+        let rows = handle.query(sql, &[]).expect("in place");
+        assert_eq!(rows.columns, ["one"]);
+        for _ in 0..OVERRUNS - 1 {
+            assert!(handle.query_within(sql, &[], Duration::ZERO).is_none());
+        }
+        assert!(!slow(&handle, sql));
+        assert!(handle.query_within(sql, &[], Duration::ZERO).is_none());
+        assert!(slow(&handle, sql));
+        assert!(
+            handle.query(sql, &[]).is_none(),
+            "slow reads go to the pool"
+        );
+    }
+
+    #[test]
+    fn a_heavy_read_stopped_by_its_budget_is_slow_at_once() {
+        let (_dir, mut handle) = handle();
+        let sql = "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r \
+                   WHERE i < 50000000) SELECT sum(i) FROM r";
+        handle.prepare(sql);
+        assert!(handle.query(sql, &[]).is_none());
+        assert!(slow(&handle, sql));
     }
 }
