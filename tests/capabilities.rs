@@ -814,6 +814,108 @@ async fn kv_namespaces_ttl_limits_and_listing() {
     );
 }
 
+/// PUTs `bytes` bytes at `key` of `plugin` (`?ttl_ms=` when given) and
+/// returns the status and the JSON body.
+async fn put_kv(server: &Server, plugin: &str, key: &str, bytes: usize, ttl: &str) -> (u16, Value) {
+    let response = client()
+        .put(server.url(&format!("/{plugin}/kv/{key}{ttl}")))
+        .body(vec![b'v'; bytes])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// `plugin` has `[limits] kv_mb = 1`; `other` has the default.
+async fn kv_quota_holds(server: &Server, plugin: &str, other: &str) {
+    const VALUE: usize = 300 << 10;
+    for key in ["a", "b", "c"] {
+        assert_eq!(put_kv(server, plugin, key, VALUE, "").await.0, 204);
+    }
+    let (status, body) = call(server, "POST", &format!("/{plugin}/kv/n/increment"), None).await;
+    assert_eq!((status, body), (200, json!({"value": 1})));
+    // Keys and values now hold 921605 bytes; `f` leaves 10 of 1 MiB free.
+    assert_eq!(put_kv(server, plugin, "f", 126_960, "").await.0, 204);
+    // A value that would pass 1 MiB is refused with the numbers and the key
+    // to raise, and nothing is stored.
+    let (status, body) = put_kv(server, plugin, "d", VALUE, "").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (413, &json!("too-large")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("1048566") && message.contains("1048576") && message.contains("kv_mb"),
+        "{message}"
+    );
+    assert_eq!(
+        call(server, "GET", &format!("/{plugin}/kv/d"), None)
+            .await
+            .0,
+        404
+    );
+    // So is a new counter; an existing one still counts.
+    let (status, _) = call(server, "POST", &format!("/{plugin}/kv/p/increment"), None).await;
+    assert_eq!(status, 413);
+    let (status, body) = call(server, "POST", &format!("/{plugin}/kv/n/increment"), None).await;
+    assert_eq!((status, body), (200, json!({"value": 2})));
+    // Another plugin's namespace is its own.
+    assert_eq!(put_kv(server, other, "d", VALUE, "").await.0, 204);
+    // Rewriting a value at the same size, or smaller, goes through.
+    assert_eq!(put_kv(server, plugin, "a", VALUE, "").await.0, 204);
+    assert_eq!(put_kv(server, plugin, "a", 1, "").await.0, 204);
+    // The room freed by shrinking `a` takes a short-lived value.
+    assert_eq!(
+        put_kv(server, plugin, "brief", VALUE, "?ttl_ms=300")
+            .await
+            .0,
+        204
+    );
+    assert_eq!(put_kv(server, plugin, "d", VALUE, "").await.0, 413);
+    // Once it expires, its bytes count no more.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(put_kv(server, plugin, "d", VALUE, "").await.0, 204);
+    // Deleting frees room too.
+    assert_eq!(put_kv(server, plugin, "e", VALUE, "").await.0, 413);
+    assert_eq!(
+        call(server, "DELETE", &format!("/{plugin}/kv/b"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(put_kv(server, plugin, "e", VALUE, "").await.0, 204);
+    let (_, keys) = call(server, "GET", &format!("/{plugin}/kv?prefix="), None).await;
+    assert_eq!(keys, json!(["a", "c", "d", "e", "f", "n"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugins_kv_store_holds_no_more_than_its_kv_mb_on_sqlite_and_postgres() {
+    let sidecar = "[limits]\nkv_mb = 1\n[grants]\nkv = true\n";
+    let site = Site::new();
+    mount(&site, "small", sidecar);
+    mount(&site, "other", "[grants]\nkv = true\n");
+    let server = site.serve_config(&config_with("[limits]\nmax_body_bytes = 4194304\n"), &[]);
+    server.wait_serving("small").await;
+    server.wait_serving("other").await;
+    kv_quota_holds(&server, "small", "other").await;
+    drop(server);
+
+    // With Postgres as `main` (shared by every run: names of this run).
+    let (small, other) = (table("small"), table("other"));
+    let site = Site::new();
+    mount(&site, &small, sidecar);
+    mount(&site, &other, "[grants]\nkv = true\n");
+    let config = config_with(&format!(
+        "[limits]\nmax_body_bytes = 4194304\n[databases.main]\nurl = \"{POSTGRES}\"\n"
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving(&small).await;
+    server.wait_serving(&other).await;
+    kv_quota_holds(&server, &small, &other).await;
+}
+
 /// Fires `n` increments of 1 at once and checks none was lost.
 async fn increments_lose_nothing(server: &Server, plugin: &str) {
     let key = table("counter");

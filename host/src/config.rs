@@ -841,6 +841,11 @@ impl Sidecar {
                 "[limits] memory_mb must be between 1 and 4096".to_owned()
             ));
         }
+        if !(1..=MAX_KV_MB).contains(&sidecar.limits.kv_mb) {
+            return Err(bad(format!(
+                "[limits] kv_mb must be between 1 and {MAX_KV_MB}"
+            )));
+        }
         if let Some(rate) = sidecar.firewall.as_ref().and_then(|f| f.rate.as_ref()) {
             rate.parse().map_err(bad)?;
         }
@@ -887,13 +892,19 @@ pub struct Limits {
     pub timeout_ms: u64,
     /// Linear memory cap of one instance, in MiB.
     pub memory_mb: u64,
+    /// What the plugin's kv namespace may hold (keys and values), in MiB.
+    pub kv_mb: u64,
 }
+
+/// The largest `[limits] kv_mb`: 1 TiB.
+const MAX_KV_MB: u64 = 1 << 20;
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout_ms: 30_000,
             memory_mb: 128,
+            kv_mb: 64,
         }
     }
 }

@@ -16,20 +16,31 @@ pub const MAX_VALUE_BYTES: usize = 1 << 20;
 /// The most keys one `list-keys` returns.
 pub const MAX_LIST: u32 = 1000;
 
+/// The most bytes an increment's value can take: `-9223372036854775808`.
+const MAX_INTEGER_BYTES: i64 = 20;
+
 /// The kv store of one plugin.
 #[derive(Clone, Debug)]
 pub struct Store {
     namespace: Arc<str>,
     database: Arc<Database>,
+    /// The most the namespace may hold: the bytes of its keys and values.
+    quota: u64,
 }
 
 impl Store {
-    /// The store of the plugin `namespace` in `database`.
-    pub fn new(namespace: &str, database: Arc<Database>) -> Store {
+    /// The store of the plugin `namespace` in `database`, holding at most
+    /// `quota` bytes.
+    pub fn new(namespace: &str, database: Arc<Database>, quota: u64) -> Store {
         Store {
             namespace: namespace.into(),
             database,
+            quota,
         }
+    }
+
+    fn quota(&self) -> i64 {
+        i64::try_from(self.quota).unwrap_or(i64::MAX)
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
@@ -74,18 +85,58 @@ impl Store {
         }
         let expires_at =
             ttl_ms.map(|ttl| now_ms().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
-        const SQL: &str = "INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
-             VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
-        on_pool!(self.database, |pool| sqlx::query(SQL)
+        let sql = match &self.database.pool {
+            Pool::Sqlite(_) => SET_SQLITE,
+            Pool::Postgres(_) => SET_POSTGRES,
+        };
+        let set = async || {
+            on_pool!(self.database, |pool| sqlx::query(sql)
+                .bind(&*self.namespace)
+                .bind(key)
+                .bind(value)
+                .bind(expires_at)
+                .bind(self.quota())
+                .execute(pool)
+                .await
+                .map(|done| done.rows_affected() > 0))
+            .map_err(kv_error)
+        };
+        if set().await? || (self.sweep_expired().await? && set().await?) {
+            return Ok(());
+        }
+        Err(self.over_quota(key.len() + value.len()).await)
+    }
+
+    /// Deletes the namespace's expired entries, which count against its
+    /// quota until they are gone; whether there were any.
+    async fn sweep_expired(&self) -> Result<bool, KvError> {
+        const SQL: &str = "DELETE FROM gatehouse_kv WHERE namespace = $1 AND expires_at <= $2";
+        let done = on_pool!(self.database, |pool| sqlx::query(SQL)
             .bind(&*self.namespace)
-            .bind(key)
-            .bind(value)
-            .bind(expires_at)
+            .bind(now_ms())
             .execute(pool)
             .await
-            .map(|_| ()))
-        .map_err(kv_error)
+            .map(|done| done.rows_affected()))
+        .map_err(kv_error)?;
+        Ok(done > 0)
+    }
+
+    /// The error for a write of `bytes` the namespace has no room for.
+    async fn over_quota(&self, bytes: usize) -> KvError {
+        const SQL: &str = "SELECT bytes FROM gatehouse_kv_usage WHERE namespace = $1";
+        let used: Result<Option<(i64,)>, _> = on_pool!(self.database, |pool| sqlx::query_as(SQL)
+            .bind(&*self.namespace)
+            .fetch_optional(pool)
+            .await);
+        let used = match used {
+            Ok(row) => row.map_or(0, |(used,)| used),
+            Err(e) => return kv_error(e),
+        };
+        KvError::TooLarge(format!(
+            "the plugin's kv store holds {used} bytes of keys and values; {bytes} more would pass \
+             its limit of {} bytes: delete keys, or raise `kv_mb` in [limits] of its sidecar",
+            self.quota
+        ))
     }
 
     pub async fn delete(&self, key: &str) -> Result<bool, KvError> {
@@ -111,13 +162,21 @@ impl Store {
             Pool::Sqlite(_) => INCREMENT_SQLITE,
             Pool::Postgres(_) => INCREMENT_POSTGRES,
         };
-        let text: Result<(Vec<u8>,), _> = on_pool!(self.database, |pool| sqlx::query_as(sql)
-            .bind(&*self.namespace)
-            .bind(key)
-            .bind(delta)
-            .bind(now_ms())
-            .fetch_one(pool)
-            .await);
+        let increment = async || -> Result<Option<(Vec<u8>,)>, sqlx::Error> {
+            on_pool!(self.database, |pool| sqlx::query_as(sql)
+                .bind(&*self.namespace)
+                .bind(key)
+                .bind(delta)
+                .bind(now_ms())
+                .bind(self.quota())
+                .bind(MAX_INTEGER_BYTES)
+                .fetch_optional(pool)
+                .await)
+        };
+        let text = match increment().await {
+            Ok(None) if self.sweep_expired().await? => increment().await,
+            other => other,
+        };
         let text = text.map_err(|e| match sql_error(e) {
             // Postgres refuses the cast or the overflow (bad-statement); on
             // SQLite either gives NULL, which the NOT NULL column refuses
@@ -128,6 +187,11 @@ impl Store {
             ),
             other => kv_error_of(other),
         })?;
+        let Some(text) = text else {
+            return Err(self
+                .over_quota(key.len() + MAX_INTEGER_BYTES as usize)
+                .await);
+        };
         std::str::from_utf8(&text.0)
             .ok()
             .and_then(|s| s.parse().ok())
@@ -175,11 +239,40 @@ impl Store {
     }
 }
 
+/// A set on SQLite: inserts or replaces the entry unless that would grow
+/// the namespace (`$1`) past its quota (`$5` bytes); a set that does not
+/// grow it always goes through. No row changes when it is refused.
+const SET_SQLITE: &str = "WITH change AS (SELECT \
+       coalesce((SELECT bytes FROM gatehouse_kv_usage WHERE namespace = $1), 0) AS used, \
+       length(CAST($2 AS BLOB)) + length(CAST($3 AS BLOB)) - coalesce((SELECT \
+         length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) \
+         FROM gatehouse_kv WHERE namespace = $1 AND key = $2), 0) AS grows) \
+     INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
+     SELECT $1, $2, $3, $4 FROM change WHERE grows <= 0 OR used + grows <= $5 \
+     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+
+/// A set on Postgres, as [`SET_SQLITE`]. Two writes at once may each see
+/// room for itself: the namespace can pass its quota by what is being
+/// written at that moment (at most a value per pooled connection).
+const SET_POSTGRES: &str = "WITH change AS (SELECT \
+       coalesce((SELECT bytes FROM gatehouse_kv_usage WHERE namespace = $1), 0) AS used, \
+       octet_length($2) + octet_length($3) - coalesce((SELECT \
+         octet_length(key) + octet_length(value) \
+         FROM gatehouse_kv WHERE namespace = $1 AND key = $2), 0) AS grows) \
+     INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
+     SELECT $1, $2, $3, $4 FROM change WHERE grows <= 0 OR used + grows <= $5 \
+     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
+
 /// The atomic increment on SQLite. The value is decimal text in a blob; a
 /// value that is not an integer, or a sum past 64 bits (which SQLite would
-/// make a REAL), becomes NULL, which the column refuses.
+/// make a REAL), becomes NULL, which the column refuses. A new key is made
+/// only if the namespace has room for it and a value of `$6` bytes (the
+/// longest integer) under its quota `$5`; no row comes back when it has not.
 const INCREMENT_SQLITE: &str = "INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
-     VALUES ($1, $2, CAST(CAST($3 AS TEXT) AS BLOB), NULL) \
+     SELECT $1, $2, CAST(CAST($3 AS TEXT) AS BLOB), NULL \
+     WHERE EXISTS (SELECT 1 FROM gatehouse_kv WHERE namespace = $1 AND key = $2) \
+       OR coalesce((SELECT bytes FROM gatehouse_kv_usage WHERE namespace = $1), 0) \
+          + length(CAST($2 AS BLOB)) + $6 <= $5 \
      ON CONFLICT (namespace, key) DO UPDATE SET \
        value = CAST(CAST(CASE WHEN gatehouse_kv.expires_at IS NOT NULL AND gatehouse_kv.expires_at <= $4 THEN $3 \
          WHEN CAST(CAST(CAST(gatehouse_kv.value AS TEXT) AS INTEGER) AS TEXT) = CAST(gatehouse_kv.value AS TEXT) \
@@ -189,10 +282,13 @@ const INCREMENT_SQLITE: &str = "INSERT INTO gatehouse_kv (namespace, key, value,
        expires_at = CASE WHEN gatehouse_kv.expires_at <= $4 THEN NULL ELSE gatehouse_kv.expires_at END \
      RETURNING value";
 
-/// The atomic increment on Postgres; a value that is not an integer fails
-/// the cast.
+/// The atomic increment on Postgres, as [`INCREMENT_SQLITE`]; a value that
+/// is not an integer fails the cast.
 const INCREMENT_POSTGRES: &str = "INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
-     VALUES ($1, $2, convert_to($3::bigint::text, 'UTF8'), NULL) \
+     SELECT $1, $2, convert_to($3::bigint::text, 'UTF8'), NULL \
+     WHERE EXISTS (SELECT 1 FROM gatehouse_kv WHERE namespace = $1 AND key = $2) \
+       OR coalesce((SELECT bytes FROM gatehouse_kv_usage WHERE namespace = $1), 0) \
+          + octet_length($2) + $6 <= $5 \
      ON CONFLICT (namespace, key) DO UPDATE SET \
        value = convert_to((CASE WHEN gatehouse_kv.expires_at <= $4 THEN $3::bigint \
          ELSE convert_from(gatehouse_kv.value, 'UTF8')::bigint + $3::bigint END)::text, 'UTF8'), \

@@ -122,6 +122,8 @@ pub struct Granted {
     pub databases: Arc<[String]>,
     /// Whether it may use kv.
     pub kv: bool,
+    /// The most its kv namespace may hold, in bytes (`[limits] kv_mb`).
+    pub kv_bytes: u64,
     /// Whether it may use realtime connections and channels.
     pub realtime: bool,
 }
@@ -142,6 +144,7 @@ impl Held {
         Ok(kv::Store::new(
             &self.granted.plugin,
             self.databases.host().clone(),
+            self.granted.kv_bytes,
         ))
     }
 }

@@ -284,6 +284,7 @@ impl Mounts {
                 plugin: entry.name.as_str().into(),
                 databases: sidecar.grants.databases.clone().into(),
                 kv: sidecar.grants.kv,
+                kv_bytes: sidecar.limits.kv_mb << 20,
                 realtime: sidecar.grants.realtime,
             },
             outbound: capability::outbound::Grant::new(&sidecar.grants.outbound),
