@@ -667,6 +667,73 @@ async fn idle_connections_are_closed_but_running_requests_are_not() {
     assert_eq!(response.text().await.unwrap(), "slept 1800 ms");
 }
 
+/// Connects with a receive buffer of `window` bytes and asks for `path`.
+async fn get_with_window(addr: &str, path: &str, window: u32) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(window).unwrap();
+    let mut stream = socket.connect(addr.parse().unwrap()).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn a_client_that_stops_taking_its_response_is_cut_after_send_timeout() {
+    const SIZE: usize = 32 << 20;
+    let site = Site::new();
+    let www = site.dir.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("big.bin"), vec![b'x'; SIZE]).unwrap();
+    let server = site.serve_config(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [limits]\nsend_timeout_ms = 2000\n\
+         [[route]]\npath = \"/static/*\"\nstatic = \"www\"\n",
+        &[],
+    );
+    server
+        .wait_body("/static/missing", 404, "", Duration::from_secs(30))
+        .await;
+
+    // One client reads nothing after asking; another keeps reading, at a
+    // few MB/s, for longer than the timeout. (On loopback the server's
+    // send buffer grows to megabytes, and the kernel lets the server write
+    // again only once a third of it is free: a reader much slower than
+    // this would leave it no room for seconds, and be cut.)
+    let mut stalled = get_with_window(&server.addr, "/static/big.bin", 4096).await;
+    let mut steady = get_with_window(&server.addr, "/static/big.bin", 65536).await;
+    let mut buf = vec![0u8; 64 << 10];
+    let (started, mut taken) = (Instant::now(), 0);
+    while started.elapsed() < Duration::from_secs(3) {
+        let n = tokio::time::timeout(Duration::from_secs(2), steady.read(&mut buf))
+            .await
+            .expect("the steady reader gets data")
+            .unwrap();
+        assert!(n > 0, "the steady reader was cut after {taken} bytes");
+        taken += n;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        taken < SIZE,
+        "the steady reader read it all: make the file bigger"
+    );
+    drop(steady);
+
+    // The stalled one was closed: what the buffers held, then the end.
+    let mut got = 0;
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(6), stalled.read(&mut buf)).await;
+        match read.expect("the stalled client is still connected") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got < SIZE, "the stalled client got the whole file");
+    let stats = server.admin_json("/stats").await;
+    assert_eq!(stats["edge"]["send_timeouts"], 1, "{stats}");
+}
+
 #[tokio::test]
 async fn http2_limits_are_advertised_in_the_server_settings() {
     let site = hello_site();

@@ -276,6 +276,9 @@ pub struct LimitsConfig {
     /// A connection with no request running for this long is closed
     /// (HTTP/1 keep-alive and HTTP/2 alike).
     pub idle_timeout_ms: u64,
+    /// A connection whose client takes none of a response body for this
+    /// long is closed (nginx's `send_timeout`).
+    pub send_timeout_ms: u64,
     /// The largest request head, in bytes (431 beyond).
     pub max_header_bytes: usize,
     /// The largest request body, in bytes (413 beyond), chunked or not.
@@ -291,6 +294,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             header_timeout_ms: 10_000,
             idle_timeout_ms: 75_000,
+            send_timeout_ms: 60_000,
             max_header_bytes: 16_384,
             max_body_bytes: 1 << 20,
             h2_max_concurrent_streams: 128,
@@ -507,6 +511,12 @@ impl Config {
         }
         if !(16_384..=16_777_215).contains(&self.limits.h2_max_frame_size) {
             return Err("[limits] h2_max_frame_size must be between 16384 and 16777215".to_owned());
+        }
+        if self.limits.send_timeout_ms < 1000 {
+            return Err(
+                "[limits] send_timeout_ms must be at least 1000: a client on a slow link may take a second to make room"
+                    .to_owned(),
+            );
         }
         let realtime = &self.realtime;
         if realtime.max_message_bytes == 0

@@ -31,6 +31,9 @@ pub struct Stats {
     pub headers_too_large: AtomicU64,
     /// Connections cut because the request head (or TLS handshake) was too slow.
     pub header_timeouts: AtomicU64,
+    /// Connections cut because the client took none of its response for
+    /// `send_timeout_ms`.
+    pub send_timeouts: AtomicU64,
     /// TLS handshakes that failed.
     pub tls_handshake_failures: AtomicU64,
     /// PROXY protocol headers that were missing or malformed.

@@ -234,7 +234,8 @@ async fn serve<I, S, F>(
             let response = response.await.map(|body| {
                 BodyExt::boxed_unsync(Tracked {
                     body,
-                    _guard: guard,
+                    guard,
+                    handed: false,
                 })
             });
             Ok::<_, std::convert::Infallible>(response)
@@ -243,9 +244,23 @@ async fn serve<I, S, F>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), hyper_service);
     let served = watcher.watch(conn.into_owned());
     let idle = Duration::from_millis(edge.limits.idle_timeout_ms);
+    let send = Duration::from_millis(edge.limits.send_timeout_ms);
+    // Dropping the connection closes it.
     let result = tokio::select! {
         result = served => result,
-        () = activity.idle_for(idle) => return, // dropping the connection closes it
+        () = activity.idle_for(idle) => return,
+        () = activity.stalled_for(send) => {
+            if let Some(firewall) = &edge.firewall {
+                Stats::count(&firewall.stats.send_timeouts);
+                firewall.log.warn(|| {
+                    format!(
+                        "{}: closed a connection from {}: it took none of its response for {} ms",
+                        connection.local, connection.peer, send.as_millis()
+                    )
+                });
+            }
+            return;
+        }
     };
     if let Err(e) = result {
         let Some(firewall) = &edge.firewall else {
@@ -289,10 +304,17 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
 }
 
 /// When a connection last finished a request, and how many it is running:
-/// a connection with none running for `idle_timeout_ms` is closed.
+/// a connection with none running for `idle_timeout_ms` is closed. And
+/// whether its client takes what it is sent: a connection with response
+/// data handed to hyper, and none taken since, for `send_timeout_ms` is
+/// closed too.
 pub struct Activity {
     running: std::sync::atomic::AtomicUsize,
     last: std::sync::Mutex<tokio::time::Instant>,
+    /// Response bodies whose last frame hyper has not asked past.
+    waiting: std::sync::atomic::AtomicUsize,
+    /// When a response body last moved on.
+    progress: std::sync::Mutex<tokio::time::Instant>,
 }
 
 impl Activity {
@@ -300,6 +322,42 @@ impl Activity {
         Activity {
             running: std::sync::atomic::AtomicUsize::new(0),
             last: std::sync::Mutex::new(tokio::time::Instant::now()),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            progress: std::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// A body handed hyper a frame: hyper asks for the next one once it
+    /// has room for it, that is once the client has taken some of it.
+    fn frame_handed(&self) {
+        if self
+            .waiting
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            == 0
+        {
+            *self.progress.lock().unwrap() = tokio::time::Instant::now();
+        }
+    }
+
+    /// Hyper asked a body that had handed it a frame for the next one.
+    fn frame_taken(&self) {
+        *self.progress.lock().unwrap() = tokio::time::Instant::now();
+        self.waiting
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Resolves once response data has waited on the client for `limit`
+    /// (found within twice that).
+    async fn stalled_for(&self, limit: Duration) {
+        loop {
+            let since = *self.progress.lock().unwrap();
+            let now = tokio::time::Instant::now();
+            let waiting = self.waiting.load(std::sync::atomic::Ordering::Relaxed) > 0;
+            if waiting && now >= since + limit {
+                return;
+            }
+            let next = if waiting { since + limit } else { now + limit };
+            tokio::time::sleep_until(next.max(now + Duration::from_millis(100))).await;
         }
     }
 
@@ -357,10 +415,21 @@ impl Drop for RequestGuard {
     }
 }
 
-/// A response body that holds its request's guard until it is done.
+/// A response body that holds its request's guard until it is done, and
+/// tells its connection's [`Activity`] when the client takes it.
 struct Tracked {
     body: Body,
-    _guard: RequestGuard,
+    guard: RequestGuard,
+    /// Whether the last poll handed hyper a frame.
+    handed: bool,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.handed {
+            self.guard.0.frame_taken();
+        }
+    }
 }
 
 impl http_body::Body for Tracked {
@@ -371,7 +440,16 @@ impl http_body::Body for Tracked {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        if std::mem::take(&mut this.handed) {
+            this.guard.0.frame_taken();
+        }
+        let frame = std::pin::Pin::new(&mut this.body).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(_))) = &frame {
+            this.handed = true;
+            this.guard.0.frame_handed();
+        }
+        frame
     }
 
     fn is_end_stream(&self) -> bool {

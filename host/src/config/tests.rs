@@ -40,9 +40,15 @@ fn sidecar_rejects_bad_limits_and_routes() {
     let file = Path::new("p.toml");
     assert!(Sidecar::parse("[limits]\ntimeout_ms = 0\n", file).is_err());
     let err = Sidecar::parse("[limits]\nkv_mb = 0\n", file).unwrap_err();
-    assert!(err.to_string().contains("kv_mb must be between 1 and"), "{err}");
+    assert!(
+        err.to_string().contains("kv_mb must be between 1 and"),
+        "{err}"
+    );
     assert_eq!(
-        Sidecar::parse("[limits]\nkv_mb = 2\n", file).unwrap().limits.kv_mb,
+        Sidecar::parse("[limits]\nkv_mb = 2\n", file)
+            .unwrap()
+            .limits
+            .kv_mb,
         2
     );
     assert!(Sidecar::parse("routes = [\"no-slash\"]\n", file).is_err());
