@@ -68,6 +68,21 @@ async fn joined(server: &Server, path: &str) -> (Socket, u64) {
     (socket, id)
 }
 
+/// The status and body of a WebSocket handshake the server refuses.
+async fn refused(server: &Server, path: &str) -> (u16, String) {
+    let url = format!("ws://{}{path}", server.addr);
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                String::from_utf8_lossy(body).into_owned(),
+            )
+        }
+        other => panic!("expected {url} to be refused, got {other:?}"),
+    }
+}
+
 /// The close frame the server ends with.
 async fn close_frame(socket: &mut Socket) -> (CloseCode, String) {
     loop {
@@ -121,18 +136,27 @@ async fn a_websocket_lives_through_open_messages_and_close() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_connection_is_on_at_most_channels_per_connection_channels() {
+    let (_site, server) = start("[realtime]\nchannels_per_connection = 2\n", false).await;
+    // The fixture refuses the connection with the error of the subscribe
+    // that failed.
+    let (status, body) = refused(&server, "/rt/ws?channel=a&channel=b&channel=c").await;
+    assert_eq!(status, 500);
+    assert!(
+        body.contains("TooLarge") && body.contains("channels_per_connection"),
+        "{body}"
+    );
+    let (mut socket, _) = joined(&server, "/rt/ws?channel=a&channel=b&channel=a").await;
+    socket.send(Message::text("publish:b:on b")).await.unwrap();
+    assert_eq!(next_text(&mut socket).await, "on b");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn on_open_may_refuse_a_connection() {
     let (_site, server) = start("", false).await;
-    let url = format!("ws://{}/rt/ws?reject=1", server.addr);
-    match tokio_tungstenite::connect_async(&url).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 403);
-            let body = String::from_utf8_lossy(response.body().as_deref().unwrap_or_default())
-                .into_owned();
-            assert!(body.contains("refused by the plugin"), "{body}");
-        }
-        other => panic!("expected 403, got {other:?}"),
-    }
+    let (status, body) = refused(&server, "/rt/ws?reject=1").await;
+    assert_eq!(status, 403);
+    assert!(body.contains("refused by the plugin"), "{body}");
     // The host keeps serving connections that are accepted.
     let (mut socket, _) = joined(&server, "/rt/ws").await;
     socket.send(Message::text("echo:still here")).await.unwrap();

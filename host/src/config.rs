@@ -322,6 +322,8 @@ pub struct RealtimeConfig {
     /// Messages queued for one connection; a client that falls this far
     /// behind is disconnected.
     pub queue: usize,
+    /// Channels one connection may be subscribed to at once.
+    pub channels_per_connection: usize,
 }
 
 impl Default for RealtimeConfig {
@@ -332,6 +334,7 @@ impl Default for RealtimeConfig {
             burst: 40,
             ping_interval_ms: 30_000,
             queue: 256,
+            channels_per_connection: 100,
         }
     }
 }
@@ -523,8 +526,9 @@ impl Config {
             || realtime.messages_per_second == 0
             || realtime.burst == 0
             || realtime.queue == 0
+            || realtime.channels_per_connection == 0
         {
-            return Err("[realtime] max_message_bytes, messages_per_second, burst and queue must be above 0".to_owned());
+            return Err("[realtime] max_message_bytes, messages_per_second, burst, queue and channels_per_connection must be above 0".to_owned());
         }
         if realtime.ping_interval_ms < 100 {
             return Err("[realtime] ping_interval_ms must be at least 100".to_owned());

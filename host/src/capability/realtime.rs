@@ -169,18 +169,31 @@ impl Hub {
         }
     }
 
-    /// Queues `outbound` for connection `id` of `plugin`.
+    /// Queues `outbound` for connection `id` of `plugin`. A connection
+    /// whose queue is full is being closed (its client fell too far
+    /// behind): the message is not queued, and the caller is told so.
     pub fn send(&self, plugin: &str, id: u64, outbound: Outbound) -> Result<(), wit::Error> {
         let state = self.lock();
         let entry = owned(&state, plugin, id)?;
-        deliver(entry, outbound);
+        if !deliver(entry, outbound) {
+            return Err(wit::Error::NoSuchConnection(id));
+        }
         Ok(())
     }
 
+    /// Subscribes connection `id` of `plugin` to `channel`, up to
+    /// `[realtime] channels_per_connection` channels at once.
     pub fn subscribe(&self, plugin: &str, id: u64, channel: &str) -> Result<(), wit::Error> {
         check_channel(channel)?;
+        let limit = self.limits.load().channels_per_connection;
         let mut state = self.lock();
         let entry = owned_mut(&mut state, plugin, id)?;
+        if !entry.channels.contains(channel) && entry.channels.len() >= limit {
+            return Err(wit::Error::TooLarge(format!(
+                "connection {id} is subscribed to {limit} channels, \
+                 [realtime] channels_per_connection: unsubscribe from one first"
+            )));
+        }
         if entry.channels.insert(channel.to_owned()) {
             let key = (entry.plugin.clone(), channel.to_owned());
             state.channels.entry(key).or_default().insert(id);
@@ -326,5 +339,65 @@ impl Realtime {
             reason.pop();
         }
         hub.send(&self.plugin, id, Outbound::Close(code, reason))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hub(queue: usize, channels_per_connection: usize) -> Hub {
+        Hub::new(RealtimeConfig {
+            queue,
+            channels_per_connection,
+            ..RealtimeConfig::default()
+        })
+    }
+
+    fn hello() -> Outbound {
+        Outbound::Message(Message::Text("hello".into()))
+    }
+
+    #[test]
+    fn a_send_that_finds_the_queue_full_is_not_reported_sent() {
+        let hub = hub(1, 100);
+        let inbox = hub.open(&Arc::from("p"));
+        assert!(hub.send("p", inbox.id, hello()).is_ok());
+        let full = hub.send("p", inbox.id, hello());
+        assert!(
+            matches!(full, Err(wit::Error::NoSuchConnection(id)) if id == inbox.id),
+            "{full:?}"
+        );
+        // Another plugin cannot reach it at all.
+        let foreign = hub.send("q", inbox.id, hello());
+        assert!(
+            matches!(foreign, Err(wit::Error::NoSuchConnection(_))),
+            "{foreign:?}"
+        );
+    }
+
+    #[test]
+    fn a_connection_is_on_at_most_channels_per_connection_channels() {
+        let hub = hub(8, 2);
+        let inbox = hub.open(&Arc::from("p"));
+        hub.subscribe("p", inbox.id, "a").unwrap();
+        hub.subscribe("p", inbox.id, "b").unwrap();
+        // Subscribing again to one it is on is not one more.
+        hub.subscribe("p", inbox.id, "a").unwrap();
+        let third = hub.subscribe("p", inbox.id, "c");
+        assert!(
+            matches!(&third, Err(wit::Error::TooLarge(text)) if text.contains("channels_per_connection")),
+            "{third:?}"
+        );
+        hub.unsubscribe("p", inbox.id, "a").unwrap();
+        hub.subscribe("p", inbox.id, "c").unwrap();
+        assert_eq!(
+            hub.publish(&Arc::from("p"), "c", Message::Text("x".into())),
+            1
+        );
+        assert_eq!(
+            hub.publish(&Arc::from("p"), "a", Message::Text("x".into())),
+            0
+        );
     }
 }
