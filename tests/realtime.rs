@@ -83,6 +83,16 @@ async fn refused(server: &Server, path: &str) -> (u16, String) {
     }
 }
 
+/// Opens an event stream (Server-Sent Events) on `path`.
+async fn event_stream(server: &Server, path: &str) -> reqwest::Response {
+    client()
+        .get(server.url(path))
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The close frame the server ends with.
 async fn close_frame(socket: &mut Socket) -> (CloseCode, String) {
     loop {
@@ -324,12 +334,7 @@ async fn idle_connections_are_pinged() {
 async fn an_event_stream_gets_the_same_channels() {
     // Pings every 200 ms: a write is how the host notices the client left.
     let (_site, server) = start("[realtime]\nping_interval_ms = 200\n", false).await;
-    let response = client()
-        .get(server.url("/rt/ws?channel=news"))
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .unwrap();
+    let response = event_stream(&server, "/rt/ws?channel=news").await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"].to_str().unwrap(),
@@ -369,6 +374,48 @@ async fn an_event_stream_gets_the_same_channels() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_shutdown_realtime_clients_are_told_the_server_is_going_away() {
+    let (_site, server) = start("[server]\nshutdown_grace_ms = 5000\n", false).await;
+    let (mut socket, _) = joined(&server, "/rt/ws").await;
+    let mut stream = event_stream(&server, "/rt/ws").await.bytes_stream();
+    let welcome = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&welcome.unwrap().unwrap()).starts_with("data: welcome"),
+        "no welcome on the event stream"
+    );
+    server.terminate();
+    // The WebSocket gets 1001, the event stream ends cleanly, both at once
+    // rather than at the end of the grace period.
+    let started = std::time::Instant::now();
+    let (code, reason) = close_frame(&mut socket).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Away, "server shutting down")
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                other => return other.map(|r| r.map(|_| ())),
+            }
+        }
+    })
+    .await
+    .expect("the event stream ends");
+    assert!(
+        end.is_none(),
+        "the event stream ended with an error: {end:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "closed after {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -108,6 +108,16 @@ pub async fn serve(
     }
     tracing::info!("serving plugins from {}", plugins_dir.display());
 
+    // At shutdown, realtime clients are told the server is going away
+    // (WebSocket close 1001), so they reconnect elsewhere or later, while
+    // the listeners drain.
+    let hub = mounts.provisions().load().realtime.clone();
+    let going = shutdown.clone();
+    tokio::spawn(async move {
+        going.wait().await;
+        hub.close_all("server shutting down");
+    });
+
     let _watcher = plugin::watch::start(mounts.clone(), Some(data_dir.clone())).await?;
     let _config_watcher = match loader {
         Some(loader) => site.watch(loader)?,

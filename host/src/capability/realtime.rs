@@ -152,6 +152,15 @@ impl Hub {
         }
     }
 
+    /// Asks every connection to close with 1001 (going away) and `reason`:
+    /// a WebSocket gets the close frame, an event stream ends.
+    pub fn close_all(&self, reason: &str) {
+        let state = self.lock();
+        for entry in state.connections.values() {
+            deliver(entry, Outbound::Close(1001, reason.to_owned()));
+        }
+    }
+
     /// Forgets a connection and its subscriptions.
     pub fn remove(&self, id: u64) {
         let mut state = self.lock();
