@@ -133,8 +133,9 @@ impl Store {
             Err(e) => return kv_error(e),
         };
         KvError::TooLarge(format!(
-            "the plugin's kv store holds {used} bytes of keys and values; {bytes} more would pass \
-             its limit of {} bytes: delete keys, or raise `kv_mb` in [limits] of its sidecar",
+            "the plugin's kv store holds {used} bytes of keys and values; storing this key and \
+             value ({bytes} bytes) would pass its limit of {} bytes: delete keys, or raise `kv_mb` \
+             in [limits] of its sidecar",
             self.quota
         ))
     }
