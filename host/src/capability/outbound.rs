@@ -258,6 +258,7 @@ impl WasiHttpHooks for OutboundPolicy {
             let uri = request.uri().clone();
             let Some(allowed) = grant.find(&uri) else {
                 tracing::info!(%plugin, %uri, "outbound request denied: the origin is not in [grants] outbound");
+                take_body(request.into_body()).await;
                 return Err(Error::HttpRequestDenied);
             };
             let wildcard = matches!(allowed.host, AllowedHost::Subdomains(_));
@@ -268,6 +269,26 @@ impl WasiHttpHooks for OutboundPolicy {
             })
         })
     }
+}
+
+/// Reads a denied request's body to its end (at most 1 MiB, for at most
+/// 250 ms) before the denial is given. A plugin writes the body while it
+/// waits for the response (wstd does both at once); had the body been
+/// dropped first, its write would fail and the plugin would see a broken
+/// stream instead of `HTTP-request-denied`, depending on which task ran
+/// first.
+async fn take_body(mut body: WasiBody) {
+    const MOST: usize = 1 << 20;
+    let mut taken = 0;
+    let _ = tokio::time::timeout(Duration::from_millis(250), async {
+        while taken <= MOST {
+            match body.frame().await {
+                Some(Ok(frame)) => taken += frame.data_ref().map_or(0, Bytes::len),
+                Some(Err(_)) | None => break,
+            }
+        }
+    })
+    .await;
 }
 
 /// Sends an allowed request (let out by a wildcard grant when `wildcard`)
