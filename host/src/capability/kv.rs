@@ -85,12 +85,8 @@ impl Store {
         }
         let expires_at =
             ttl_ms.map(|ttl| now_ms().saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
-        let sql = match &self.database.pool {
-            Pool::Sqlite(_) => SET_SQLITE,
-            Pool::Postgres(_) => SET_POSTGRES,
-        };
         let set = async || {
-            on_pool!(self.database, |pool| sqlx::query(sql)
+            on_pool!(self.database, |pool| sqlx::query(SET)
                 .bind(&*self.namespace)
                 .bind(key)
                 .bind(value)
@@ -240,22 +236,14 @@ impl Store {
     }
 }
 
-/// A set on SQLite: inserts or replaces the entry unless that would grow
-/// the namespace (`$1`) past its quota (`$5` bytes); a set that does not
-/// grow it always goes through. No row changes when it is refused.
-const SET_SQLITE: &str = "WITH change AS (SELECT \
-       coalesce((SELECT bytes FROM gatehouse_kv_usage WHERE namespace = $1), 0) AS used, \
-       length(CAST($2 AS BLOB)) + length(CAST($3 AS BLOB)) - coalesce((SELECT \
-         length(CAST(key AS BLOB)) + length(CAST(value AS BLOB)) \
-         FROM gatehouse_kv WHERE namespace = $1 AND key = $2), 0) AS grows) \
-     INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
-     SELECT $1, $2, $3, $4 FROM change WHERE grows <= 0 OR used + grows <= $5 \
-     ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at";
-
-/// A set on Postgres, as [`SET_SQLITE`]. Two writes at once may each see
-/// room for itself: the namespace can pass its quota by what is being
-/// written at that moment (at most a value per pooled connection).
-const SET_POSTGRES: &str = "WITH change AS (SELECT \
+/// A set: inserts or replaces the entry unless that would grow the
+/// namespace (`$1`) past its quota (`$5` bytes); a set that does not grow
+/// it always goes through. No row changes when it is refused. The same text
+/// on SQLite (3.43 and later, as sqlx bundles it, have `octet_length`) and
+/// Postgres. On Postgres two writes at once may each see room for itself:
+/// the namespace can pass its quota by what is being written at that
+/// moment (at most a value per pooled connection).
+const SET: &str = "WITH change AS (SELECT \
        coalesce((SELECT bytes FROM gatehouse_kv_usage WHERE namespace = $1), 0) AS used, \
        octet_length($2) + octet_length($3) - coalesce((SELECT \
          octet_length(key) + octet_length(value) \
