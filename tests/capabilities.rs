@@ -1527,3 +1527,106 @@ async fn a_postgres_call_that_outlives_its_timeout_or_changes_its_session_ends_i
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_connections_pass_from_call_to_call_and_the_kv_store_still_gets_its_turn() {
+    let site = Site::new();
+    mount(
+        &site,
+        "app",
+        "[grants]\ndatabases = [\"main\"]\nkv = true\n",
+    );
+    // One connection for plugins' calls and the kv store alike.
+    let config = config_with(&format!(
+        "[databases.main]\nurl = \"{POSTGRES}\"\nmax_connections = 1\nacquire_timeout_ms = 1500\n"
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    let calls = |stats: &Value| {
+        let main = &stats["databases"]["main"];
+        (
+            main["calls_on_kept_connections"].as_u64().unwrap(),
+            main["calls_on_pool_connections"].as_u64().unwrap(),
+        )
+    };
+
+    // Calls one after another run on the connection the last one left,
+    // without sending it back through the pool.
+    let before = calls(&server.admin_json("/stats").await);
+    for n in 0..20 {
+        let rows = ok(query(
+            &server,
+            "app",
+            "main",
+            "SELECT $1::int8 AS n",
+            json!([{"integer": n}]),
+        )
+        .await)
+        .await;
+        assert_eq!(rows["rows"], json!([[{"integer": n}]]));
+    }
+    let after = calls(&server.admin_json("/stats").await);
+    assert!(
+        after.0 - before.0 >= 15,
+        "{before:?} then {after:?}: the calls did not reuse their connection"
+    );
+
+    // Plugins' calls keep the one connection busy, each handing it to the
+    // next: the kv store, which waits on the pool itself, still gets it
+    // well within the acquire timeout.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..6)
+        .map(|_| {
+            let url = server.url("/app/sql/query?db=main");
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut done = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let response = client()
+                        .post(&url)
+                        .json(
+                            &json!({"sql": "SELECT pg_sleep(0.002)::text AS slept", "params": []}),
+                        )
+                        .send()
+                        .await
+                        .unwrap();
+                    let status = response.status();
+                    assert_eq!(status, 200, "{}", response.text().await.unwrap());
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let key = table("turn");
+    let started = Instant::now();
+    let mut increments = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        let (status, body) = call(
+            &server,
+            "POST",
+            &format!("/app/kv/{key}/increment?delta=1"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "kv call {increments}: {body}");
+        increments += 1;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut queries = 0;
+    for task in load {
+        queries += task.await.unwrap();
+    }
+    assert!(
+        queries > 100,
+        "only {queries} queries ran beside the kv calls"
+    );
+    let (_, body) = call(
+        &server,
+        "POST",
+        &format!("/app/kv/{key}/increment?delta=0"),
+        None,
+    )
+    .await;
+    assert_eq!(body, json!({"value": increments}));
+}

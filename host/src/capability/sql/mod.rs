@@ -29,6 +29,7 @@
 //! everything else goes through the pool.
 
 mod in_place;
+mod kept;
 
 use super::bindings::gatehouse::plugin::sql::{Error as SqlError, Rows, Statement, Value};
 use crate::config::DatabaseConfig;
@@ -77,6 +78,16 @@ pub struct Database {
     pub pool: Pool,
     /// Where SQLite reads run in place (see [`in_place`]).
     in_place: Option<in_place::InPlace>,
+    /// Postgres connections passed from call to call (see [`kept`]).
+    kept: Arc<kept::Kept>,
+}
+
+/// What `/stats` shows of one database.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum DatabaseStats {
+    Sqlite(in_place::Counts),
+    Postgres(kept::Counts),
 }
 
 /// Every configured database, by name, and the host's own.
@@ -133,11 +144,19 @@ impl Databases {
         &self.host
     }
 
-    /// What `/stats` shows of each SQLite database: its reads in place.
-    pub fn stats(&self) -> BTreeMap<&str, in_place::Counts> {
+    /// What `/stats` shows of each database: a SQLite database's reads in
+    /// place (one in memory has none), a Postgres database's calls on kept
+    /// connections.
+    pub fn stats(&self) -> BTreeMap<&str, DatabaseStats> {
         self.by_name
             .iter()
-            .filter_map(|(name, db)| Some((name.as_str(), db.read_counts()?)))
+            .filter_map(|(name, db)| {
+                let stats = match &db.pool {
+                    Pool::Sqlite(_) => DatabaseStats::Sqlite(db.read_counts()?),
+                    Pool::Postgres(_) => DatabaseStats::Postgres(db.kept.counts()),
+                };
+                Some((name.as_str(), stats))
+            })
             .collect()
     }
 }
@@ -193,11 +212,16 @@ impl Database {
                     .connect_lazy_with(options),
             )
         };
+        let kept = Arc::new(kept::Kept::default());
+        if let Pool::Postgres(_) = pool {
+            kept::Kept::give_back_idle(Arc::downgrade(&kept));
+        }
         Ok(Database {
             name: name.to_owned(),
             config,
             pool,
             in_place,
+            kept,
         })
     }
 
@@ -332,18 +356,22 @@ impl Database {
     /// message normally come first). A connection the host gave up on is
     /// closed rather than pooled (pooling it would wait for the statement the
     /// server still runs), and so is one whose call may have changed its
-    /// session (`changes_session`), so nothing of it outlives the call.
+    /// session (`changes_session`), so nothing of it outlives the call. One
+    /// whose call succeeded is kept for the next call ([`kept`]); one whose
+    /// call failed goes back to sqlx, which checks it.
     async fn on_postgres<T>(
         &self,
         pool: &PgPool,
         changes_session: bool,
         call: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
-        let mut conn = pool.acquire().await.map_err(sql_error)?;
+        let mut taken = self.kept.take(pool).await.map_err(sql_error)?;
         let limit = Duration::from_millis(self.config.statement_timeout_ms) + POSTGRES_GRACE;
-        let outcome = tokio::time::timeout(limit, call(&mut conn)).await;
+        let outcome = tokio::time::timeout(limit, call(&mut taken.conn)).await;
         if outcome.is_err() || changes_session {
-            conn.close_on_drop();
+            taken.conn.close_on_drop();
+        } else if matches!(outcome, Ok(Ok(_))) {
+            self.kept.keep(taken);
         }
         outcome.unwrap_or_else(|_| {
             Err(SqlError::Unavailable(format!(

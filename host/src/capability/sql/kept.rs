@@ -1,0 +1,210 @@
+//! Postgres connections handed from one call straight to the next.
+//!
+//! sqlx pings every connection it takes back into its pool, to flush what a
+//! call cancelled half way may have left on it (a statement still running,
+//! a rollback not yet sent), and has no option to skip it. That is a round
+//! trip to Postgres per call, and under load about 15% of the server's
+//! time (`bench/sql`). A call that finished cleanly (every row read, no
+//! error, no session change) left nothing to flush, so its connection goes
+//! straight to the next call waiting for one, or is kept for the next call
+//! to come. Every other connection goes back through sqlx as before.
+//!
+//! A call waits for a connection from both sides: one handed on here, or
+//! one from sqlx's pool (which opens a new one while it is below
+//! `max_connections`). One release in [`GIVE_BACK_EVERY`] goes back through
+//! sqlx all the same, so whoever waits on the pool alone (the kv store,
+//! migrations) is served while plugins keep the connections busy. A
+//! connection idle past [`TRUSTED_IDLE`] goes back (sqlx then pings it), and
+//! so does one handed on for [`MAX_KEPT_FOR`], so sqlx's idle timeout and
+//! connection lifetime still apply.
+
+use super::TRUSTED_IDLE;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// How long a connection may pass from call to call without going back
+/// through sqlx, which checks its lifetime.
+const MAX_KEPT_FOR: Duration = Duration::from_secs(60);
+
+/// One release in this many goes back through sqlx's pool.
+const GIVE_BACK_EVERY: u64 = 8;
+
+/// The connections of one Postgres pool between calls.
+#[derive(Debug, Default)]
+pub struct Kept {
+    state: Mutex<State>,
+    /// Calls that took a handed-on connection, and calls that took one
+    /// from sqlx.
+    reused: AtomicU64,
+    acquired: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Connections no call waited for, the last kept at the end.
+    idle: Vec<Idle>,
+    /// Calls waiting for a connection, first come first.
+    waiting: VecDeque<oneshot::Sender<Taken>>,
+    releases: u64,
+}
+
+#[derive(Debug)]
+struct Idle {
+    taken: Taken,
+    since: Instant,
+}
+
+/// A connection taken for one call; [`Kept::keep`] it when the call
+/// finished cleanly, or drop it to hand it back to sqlx.
+#[derive(Debug)]
+pub struct Taken {
+    pub conn: PoolConnection<Postgres>,
+    /// When it came from sqlx.
+    first: Instant,
+}
+
+/// What `/stats` shows of one Postgres database's connections.
+#[derive(Debug, serde::Serialize)]
+pub struct Counts {
+    pub calls_on_kept_connections: u64,
+    pub calls_on_pool_connections: u64,
+}
+
+impl Kept {
+    /// A connection for one call: the one kept last, else the first one
+    /// handed on or from `pool`, whichever comes first.
+    pub async fn take(&self, pool: &PgPool) -> Result<Taken, sqlx::Error> {
+        let stale = {
+            let mut state = self.lock();
+            match state.idle.pop() {
+                Some(last) if last.since.elapsed() <= TRUSTED_IDLE => {
+                    self.reused.fetch_add(1, Ordering::Relaxed);
+                    return Ok(last.taken);
+                }
+                // Kept before the last one, the rest are stale too.
+                Some(last) => {
+                    let mut stale = std::mem::take(&mut state.idle);
+                    stale.push(last);
+                    stale
+                }
+                None => Vec::new(),
+            }
+        };
+        // Dropped outside the lock: each drop hands its connection to sqlx.
+        drop(stale);
+        if pool.size() < pool.options().get_max_connections() {
+            // sqlx opens a connection for this call: waited for alone, as
+            // a connection handed on meanwhile would cancel its opening.
+            return self.acquire(pool).await;
+        }
+        let (sender, mut receiver) = oneshot::channel();
+        {
+            let mut state = self.lock();
+            state.waiting.retain(|waiter| !waiter.is_closed());
+            state.waiting.push_back(sender);
+        }
+        tokio::select! {
+            biased;
+            Ok(taken) = &mut receiver => {
+                self.reused.fetch_add(1, Ordering::Relaxed);
+                Ok(taken)
+            }
+            conn = pool.acquire() => {
+                // A connection handed on at the same moment is passed on.
+                receiver.close();
+                if let Ok(taken) = receiver.try_recv() {
+                    self.keep(taken);
+                }
+                self.acquired(conn)
+            }
+        }
+    }
+
+    /// A connection from sqlx alone.
+    async fn acquire(&self, pool: &PgPool) -> Result<Taken, sqlx::Error> {
+        let conn = pool.acquire().await;
+        self.acquired(conn)
+    }
+
+    fn acquired(
+        &self,
+        conn: Result<PoolConnection<Postgres>, sqlx::Error>,
+    ) -> Result<Taken, sqlx::Error> {
+        self.acquired.fetch_add(1, Ordering::Relaxed);
+        Ok(Taken {
+            conn: conn?,
+            first: Instant::now(),
+        })
+    }
+
+    /// Hands the connection of a call that finished cleanly to the first
+    /// call waiting, or keeps it for the next; now and then it goes back
+    /// to sqlx instead (see the module's notes).
+    pub fn keep(&self, mut taken: Taken) {
+        if taken.first.elapsed() >= MAX_KEPT_FOR {
+            return;
+        }
+        let mut state = self.lock();
+        state.releases += 1;
+        if state.releases.is_multiple_of(GIVE_BACK_EVERY) {
+            drop(state);
+            return;
+        }
+        while let Some(waiter) = state.waiting.pop_front() {
+            match waiter.send(taken) {
+                Ok(()) => return,
+                // That call gave up waiting.
+                Err(back) => taken = back,
+            }
+        }
+        state.idle.push(Idle {
+            taken,
+            since: Instant::now(),
+        });
+    }
+
+    /// How many calls took a kept connection and how many one from sqlx.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            calls_on_kept_connections: self.reused.load(Ordering::Relaxed),
+            calls_on_pool_connections: self.acquired.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands every connection idle past [`TRUSTED_IDLE`] back to sqlx, each
+    /// second while `kept` lives, so a quiet server keeps none out of the
+    /// pool's reach (its idle timeout, its lifetime, its `close`).
+    pub fn give_back_idle(kept: std::sync::Weak<Kept>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(TRUSTED_IDLE);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                let Some(kept) = kept.upgrade() else { return };
+                let stale = {
+                    let mut state = kept.lock();
+                    // Oldest first: the stale ones are a prefix.
+                    let fresh = state
+                        .idle
+                        .iter()
+                        .position(|idle| idle.since.elapsed() <= TRUSTED_IDLE)
+                        .unwrap_or(state.idle.len());
+                    state.idle.drain(..fresh).collect::<Vec<_>>()
+                };
+                drop(stale);
+            }
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
