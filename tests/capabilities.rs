@@ -1536,9 +1536,9 @@ async fn postgres_connections_pass_from_call_to_call_and_the_kv_store_still_gets
         "app",
         "[grants]\ndatabases = [\"main\"]\nkv = true\n",
     );
-    // One connection for plugins' calls and the kv store alike.
+    // Two connections for plugins' calls and the kv store alike.
     let config = config_with(&format!(
-        "[databases.main]\nurl = \"{POSTGRES}\"\nmax_connections = 1\nacquire_timeout_ms = 1500\n"
+        "[databases.main]\nurl = \"{POSTGRES}\"\nmax_connections = 2\nacquire_timeout_ms = 1500\n"
     ));
     let server = site.serve_config(&config, &[]);
     server.wait_serving("app").await;
@@ -1571,9 +1571,9 @@ async fn postgres_connections_pass_from_call_to_call_and_the_kv_store_still_gets
         "{before:?} then {after:?}: the calls did not reuse their connection"
     );
 
-    // Plugins' calls keep the one connection busy, each handing it to the
-    // next: the kv store, which waits on the pool itself, still gets it
-    // well within the acquire timeout.
+    // Plugins' calls keep both connections busy, each handing its own to
+    // the next: the kv store, which waits on the pool itself, still gets
+    // one well within the acquire timeout, and right after the load too.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load: Vec<_> = (0..6)
         .map(|_| {
@@ -1621,6 +1621,8 @@ async fn postgres_connections_pass_from_call_to_call_and_the_kv_store_still_gets
         queries > 100,
         "only {queries} queries ran beside the kv calls"
     );
+    // No connection sits kept while the pool has none to give.
+    let started = Instant::now();
     let (_, body) = call(
         &server,
         "POST",
@@ -1629,4 +1631,9 @@ async fn postgres_connections_pass_from_call_to_call_and_the_kv_store_still_gets
     )
     .await;
     assert_eq!(body, json!({"value": increments}));
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "the kv store waited {:?} for a connection",
+        started.elapsed()
+    );
 }

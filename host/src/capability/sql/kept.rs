@@ -11,9 +11,11 @@
 //!
 //! A call waits for a connection from both sides: one handed on here, or
 //! one from sqlx's pool (which opens a new one while it is below
-//! `max_connections`). One release in [`GIVE_BACK_EVERY`] goes back through
-//! sqlx all the same, so whoever waits on the pool alone (the kv store,
-//! migrations) is served while plugins keep the connections busy. A
+//! `max_connections`). Whoever waits on the pool alone (the kv store,
+//! migrations) must not wait for connections kept here: one is kept idle
+//! only while sqlx has a connection to spare, else it goes back to sqlx,
+//! and one release in [`GIVE_BACK_EVERY`] goes back all the same, even
+//! while plugins keep every connection busy handing it on. A
 //! connection idle past [`TRUSTED_IDLE`] goes back (sqlx then pings it), and
 //! so does one handed on for [`MAX_KEPT_FOR`], so sqlx's idle timeout and
 //! connection lifetime still apply.
@@ -79,9 +81,11 @@ impl Kept {
     /// A connection for one call: the one kept last, else the first one
     /// handed on or from `pool`, whichever comes first.
     pub async fn take(&self, pool: &PgPool) -> Result<Taken, sqlx::Error> {
-        let stale = {
+        // One look under the lock: the idle connections, else a place in
+        // line, so a connection kept after the look finds this call waiting.
+        let (stale, receiver) = {
             let mut state = self.lock();
-            match state.idle.pop() {
+            let stale = match state.idle.pop() {
                 Some(last) if last.since.elapsed() <= TRUSTED_IDLE => {
                     self.reused.fetch_add(1, Ordering::Relaxed);
                     return Ok(last.taken);
@@ -93,21 +97,24 @@ impl Kept {
                     stale
                 }
                 None => Vec::new(),
+            };
+            // While sqlx can open a connection for this call, it is waited
+            // for alone: a connection handed on meanwhile would cancel its
+            // opening.
+            if pool.size() < pool.options().get_max_connections() {
+                (stale, None)
+            } else {
+                let (sender, receiver) = oneshot::channel();
+                state.waiting.retain(|waiter| !waiter.is_closed());
+                state.waiting.push_back(sender);
+                (stale, Some(receiver))
             }
         };
         // Dropped outside the lock: each drop hands its connection to sqlx.
         drop(stale);
-        if pool.size() < pool.options().get_max_connections() {
-            // sqlx opens a connection for this call: waited for alone, as
-            // a connection handed on meanwhile would cancel its opening.
+        let Some(mut receiver) = receiver else {
             return self.acquire(pool).await;
-        }
-        let (sender, mut receiver) = oneshot::channel();
-        {
-            let mut state = self.lock();
-            state.waiting.retain(|waiter| !waiter.is_closed());
-            state.waiting.push_back(sender);
-        }
+        };
         tokio::select! {
             biased;
             Ok(taken) = &mut receiver => {
@@ -118,7 +125,7 @@ impl Kept {
                 // A connection handed on at the same moment is passed on.
                 receiver.close();
                 if let Ok(taken) = receiver.try_recv() {
-                    self.keep(taken);
+                    self.keep(taken, pool);
                 }
                 self.acquired(conn)
             }
@@ -143,9 +150,10 @@ impl Kept {
     }
 
     /// Hands the connection of a call that finished cleanly to the first
-    /// call waiting, or keeps it for the next; now and then it goes back
-    /// to sqlx instead (see the module's notes).
-    pub fn keep(&self, mut taken: Taken) {
+    /// call waiting, or keeps it for the next while `pool` could serve a
+    /// caller of its own at once; else, and now and then all the same, it
+    /// goes back to sqlx (see the module's notes).
+    pub fn keep(&self, mut taken: Taken, pool: &PgPool) {
         if taken.first.elapsed() >= MAX_KEPT_FOR {
             return;
         }
@@ -162,10 +170,16 @@ impl Kept {
                 Err(back) => taken = back,
             }
         }
-        state.idle.push(Idle {
-            taken,
-            since: Instant::now(),
-        });
+        // Kept idle only while sqlx has a connection to spare (an idle one,
+        // or room for one more): else whoever waits on the pool alone
+        // would wait for it while it sits here.
+        let spare = pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections();
+        if spare {
+            state.idle.push(Idle {
+                taken,
+                since: Instant::now(),
+            });
+        }
     }
 
     /// How many calls took a kept connection and how many one from sqlx.

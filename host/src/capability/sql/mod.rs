@@ -371,7 +371,7 @@ impl Database {
         if outcome.is_err() || changes_session {
             taken.conn.close_on_drop();
         } else if matches!(outcome, Ok(Ok(_))) {
-            self.kept.keep(taken);
+            self.kept.keep(taken, pool);
         }
         outcome.unwrap_or_else(|_| {
             Err(SqlError::Unavailable(format!(
