@@ -101,7 +101,7 @@ impl Kept {
             // While sqlx can open a connection for this call, it is waited
             // for alone: a connection handed on meanwhile would cancel its
             // opening.
-            if pool.size() < pool.options().get_max_connections() {
+            if has_room(pool) {
                 (stale, None)
             } else {
                 let (sender, receiver) = oneshot::channel();
@@ -173,7 +173,7 @@ impl Kept {
         // Kept idle only while sqlx has a connection to spare (an idle one,
         // or room for one more): else whoever waits on the pool alone
         // would wait for it while it sits here.
-        let spare = pool.num_idle() > 0 || pool.size() < pool.options().get_max_connections();
+        let spare = pool.num_idle() > 0 || has_room(pool);
         if spare {
             state.idle.push(Idle {
                 taken,
@@ -221,4 +221,9 @@ impl Kept {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Whether sqlx may open another connection in `pool`.
+fn has_room(pool: &PgPool) -> bool {
+    pool.size() < pool.options().get_max_connections()
 }
