@@ -113,9 +113,10 @@ pub async fn serve(
     // the listeners drain.
     let hub = mounts.provisions().load().realtime.clone();
     let going = shutdown.clone();
+    let closing = hub.clone();
     tokio::spawn(async move {
         going.wait().await;
-        hub.close_all("server shutting down");
+        closing.close_all("server shutting down");
     });
 
     let _watcher = plugin::watch::start(mounts.clone(), Some(data_dir.clone())).await?;
@@ -151,6 +152,12 @@ pub async fn serve(
         move || admin_site.grace(),
     ));
     site.wait().await;
+    // A WebSocket left HTTP's drain when it upgraded: wait, for at most the
+    // grace period, until each has sent its close frame and ended.
+    let deadline = tokio::time::Instant::now() + site.grace();
+    while hub.connections() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
