@@ -111,3 +111,28 @@ async fn files_sockets_and_outbound_http_are_denied() {
         "outbound: {body}"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_printing_in_a_loop_cannot_flood_the_log() {
+    let (_site, server) = hostile_site("", &[]).await;
+    let (status, body) = get(&server.url("/hostile/shout?20000")).await;
+    assert_eq!((status, body.as_str()), (200, "shouted 20000 lines"));
+    assert_eq!(
+        get(&server.url("/hello/version")).await,
+        (200, "hello".to_owned())
+    );
+    // The next line that gets through says how many were dropped.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    get(&server.url("/hostile/shout?1")).await;
+    let line = server.wait_log("lines of output", Duration::from_secs(5));
+    assert!(
+        line.contains("hostile") && line.contains("dropped"),
+        "{line}"
+    );
+    let shouts = server
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("shout "))
+        .count();
+    assert!((1000..1200).contains(&shouts), "{shouts} lines logged");
+}

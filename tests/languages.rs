@@ -231,11 +231,31 @@ async fn a_cgi_module_is_held_to_its_deadline_and_the_host_keeps_serving() {
     site.put("spin.wasm", looping);
     site.put("spin.toml", "[limits]\ntimeout_ms = 300\n");
     site.put("silent.wasm", silent);
+    // One that sleeps an hour in poll_oneoff: no wasm runs meanwhile, so
+    // only the host's own timer can end it.
+    let sleeping = wat::parse_str(
+        r#"(module
+          (import "wasi_snapshot_preview1" "poll_oneoff"
+            (func $poll (param i32 i32 i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          ;; one subscription at 0: tag 0 (clock) at 8, clock 1 (monotonic) at 16
+          (data (i32.const 16) "\01")
+          (func (export "_start")
+            (i64.store (i32.const 24) (i64.const 3600000000000))
+            (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#,
+    )
+    .unwrap();
+    site.put("nap.wasm", sleeping);
+    site.put("nap.toml", "[limits]\ntimeout_ms = 300\n");
     let server = site.serve_config(&config_with(""), &[]);
+    server.wait_serving("nap").await;
     server.wait_serving("spin").await;
     server.wait_serving("silent").await;
     let started = std::time::Instant::now();
     assert_eq!(get(&server, "/spin/").await.0, 504);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let started = std::time::Instant::now();
+    assert_eq!(get(&server, "/nap/").await.0, 504);
     assert!(started.elapsed() < Duration::from_secs(5));
     let (status, body) = get(&server, "/silent/").await;
     assert_eq!(status, 500, "{body}");

@@ -83,10 +83,12 @@ impl Plugin {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<wasmtime_wasi_http::Error>,
     {
+        let timeout_ms = self.sidecar.limits.timeout_ms;
+        let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms);
         let (parts, body) = request.into_parts();
-        let body = body
-            .collect()
+        let body = tokio::time::timeout_at(deadline.into(), body.collect())
             .await
+            .map_err(|_| Failure::Timeout(timeout_ms))?
             .map_err(|e| Failure::Unavailable(format!("reading the body: {:?}", e.into())))?
             .to_bytes();
         let stdout = MemoryOutputPipe::new(MAX_OUTPUT);
@@ -96,6 +98,7 @@ impl Plugin {
             .stderr(PluginOutput::new(
                 self.granted.plugin.clone(),
                 Stream::Stderr,
+                self.log_budget.clone(),
             ))
             .args(&[self.name.as_str()])
             .envs(&cgi_env(&parts, body.len()))
@@ -115,8 +118,6 @@ impl Plugin {
                 .trap_on_grow_failure(true)
                 .build(),
         };
-        let timeout_ms = self.sidecar.limits.timeout_ms;
-        let deadline = std::time::Instant::now() + Duration::from_millis(timeout_ms);
         let mut store = Store::new(program.engine(), state);
         store.limiter(|state| &mut state.limits);
         store.set_epoch_deadline(1);
@@ -132,7 +133,12 @@ impl Plugin {
             let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
             start.call_async(&mut store, ()).await
         };
-        if let Err(e) = run.await {
+        // The epoch callback stops a module that computes past its deadline;
+        // this stops one waiting in a host call (a sleep, a read).
+        let ran = tokio::time::timeout_at(deadline.into(), run)
+            .await
+            .map_err(|_| Failure::Timeout(timeout_ms))?;
+        if let Err(e) = ran {
             match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
                 Some(exit) if exit.0 == 0 => {}
                 Some(exit) => {

@@ -81,20 +81,28 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, Vec<String>)> {
     }
 
     // A name taken by both a file and a folder: the built file wins, loudly.
-    entries.dedup_by(|later, earlier| {
-        let same = later.name == earlier.name;
-        if same {
-            ignored.push(
-                later
-                    .path
-                    .file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
+    // (Not neighbours once sorted: `api/` < `api-v2.wasm` < `api.wasm`.)
+    let mut by_name: std::collections::BTreeMap<String, Entry> = Default::default();
+    for entry in entries {
+        let file_name = |e: &Entry| {
+            e.path
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        };
+        match by_name.get_mut(&entry.name) {
+            None => {
+                by_name.insert(entry.name.clone(), entry);
+            }
+            Some(kept) if kept.kind != Kind::File && entry.kind == Kind::File => {
+                ignored.push(file_name(kept));
+                *kept = entry;
+            }
+            Some(_) => ignored.push(file_name(&entry)),
         }
-        same
-    });
+    }
+    let mut entries: Vec<Entry> = by_name.into_values().collect();
     for (file_name, _, is_dir) in &names {
         let Some(stem) = file_name.strip_suffix(".toml").filter(|_| !is_dir) else {
             continue;
@@ -110,6 +118,21 @@ pub fn scan(dir: &Path) -> Result<(Vec<Entry>, Vec<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_taken_by_a_file_and_a_folder_is_the_files_even_with_names_between() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("api")).unwrap();
+        std::fs::write(dir.path().join("api/Cargo.toml"), "[package]\n").unwrap();
+        for file in ["api-v2.wasm", "api.wasm", "api.toml"] {
+            std::fs::write(dir.path().join(file), "").unwrap();
+        }
+        let (entries, ignored) = scan(dir.path()).unwrap();
+        let names: Vec<_> = entries.iter().map(|e| (e.name.as_str(), e.kind)).collect();
+        assert_eq!(names, [("api", Kind::File), ("api-v2", Kind::File)]);
+        assert_eq!(entries[0].sidecar, Some(dir.path().join("api.toml")));
+        assert_eq!(ignored, ["api"]);
+    }
 
     #[test]
     fn names_follow_the_convention() {

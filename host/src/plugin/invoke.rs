@@ -152,10 +152,12 @@ impl Plugin {
             .stdout(PluginOutput::new(
                 self.granted.plugin.clone(),
                 Stream::Stdout,
+                self.log_budget.clone(),
             ))
             .stderr(PluginOutput::new(
                 self.granted.plugin.clone(),
                 Stream::Stderr,
+                self.log_budget.clone(),
             ))
             .allow_tcp(false)
             .allow_udp(false)

@@ -89,4 +89,6 @@ pub struct Plugin {
     pub compiled: Compiled,
     /// Its sidecar's `[firewall]`, checked after routing.
     pub firewall: Option<std::sync::Arc<crate::firewall::Firewall>>,
+    /// The lines its instances may still log.
+    pub log_budget: std::sync::Arc<output::Budget>,
 }

@@ -276,6 +276,7 @@ impl Mounts {
             }
         }
         Ok(Plugin {
+            log_budget: Default::default(),
             firewall: sidecar
                 .firewall
                 .as_ref()

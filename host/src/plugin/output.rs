@@ -4,12 +4,19 @@
 //! a guest's panic message lands).
 //!
 //! Guest output is untrusted: a line is cut at [`MAX_LINE`] bytes, invalid
-//! UTF-8 is replaced, and the log formatter escapes control characters.
+//! UTF-8 is replaced, and the log formatter escapes control characters. A
+//! plugin logs at most [`LINES_PER_SECOND`] lines a second (in bursts of up
+//! to [`LINES_BURST`]); the lines past that are dropped and counted, and the
+//! count is logged with the plugin's next line that gets through, so one
+//! plugin printing in a loop cannot flood the log or the disk under it.
 
 use bytes::Bytes;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use std::io;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
@@ -17,6 +24,43 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 /// The longest line logged whole; longer ones are cut into pieces this long.
 pub const MAX_LINE: usize = 16 << 10;
+
+/// Lines a plugin may log per second, over all its instances and streams.
+pub const LINES_PER_SECOND: u32 = 100;
+
+/// Lines a plugin may log at once before [`LINES_PER_SECOND`] holds.
+pub const LINES_BURST: u32 = 1000;
+
+/// The lines one plugin may still log, and how many it lost meanwhile.
+pub struct Budget {
+    limiter: DefaultDirectRateLimiter,
+    dropped: AtomicU64,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        let rate = NonZeroU32::new(LINES_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(LINES_BURST).unwrap_or(NonZeroU32::MIN);
+        Budget {
+            limiter: RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
+            dropped: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Budget {
+    /// Whether one more line may be logged; `Some(n)` when it may, with the
+    /// `n` lines dropped since the last one logged.
+    fn take(&self) -> Option<u64> {
+        match self.limiter.check() {
+            Ok(()) => Some(self.dropped.swap(0, Ordering::Relaxed)),
+            Err(_) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+        }
+    }
+}
 
 /// Which of the plugin's streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,17 +83,24 @@ impl Stream {
 pub struct PluginOutput {
     plugin: Arc<str>,
     stream: Stream,
+    budget: Arc<Budget>,
 }
 
 impl PluginOutput {
-    pub fn new(plugin: Arc<str>, stream: Stream) -> PluginOutput {
-        PluginOutput { plugin, stream }
+    /// `stream` of `plugin`, logging within the plugin's `budget`.
+    pub fn new(plugin: Arc<str>, stream: Stream, budget: Arc<Budget>) -> PluginOutput {
+        PluginOutput {
+            plugin,
+            stream,
+            budget,
+        }
     }
 
     fn lines(&self) -> Lines {
         Lines {
             plugin: self.plugin.clone(),
             stream: self.stream,
+            budget: self.budget.clone(),
             pending: Vec::new(),
         }
     }
@@ -76,6 +127,7 @@ impl StdoutStream for PluginOutput {
 pub struct Lines {
     plugin: Arc<str>,
     stream: Stream,
+    budget: Arc<Budget>,
     pending: Vec<u8>,
 }
 
@@ -97,6 +149,17 @@ impl Lines {
     }
 
     fn emit(&mut self) {
+        let Some(dropped) = self.budget.take() else {
+            self.pending.clear();
+            return;
+        };
+        if dropped > 0 {
+            tracing::warn!(
+                target: "gatehouse::plugin",
+                plugin = &*self.plugin,
+                "dropped {dropped} lines of output: a plugin may log {LINES_PER_SECOND} lines a second"
+            );
+        }
         let line = String::from_utf8_lossy(&self.pending);
         let line = line.trim_end_matches(['\n', '\r']);
         let (plugin, stream) = (&*self.plugin, self.stream.name());
@@ -163,12 +226,26 @@ mod tests {
 
     #[test]
     fn lines_are_split_at_newlines_and_cut_when_too_long() {
-        let mut lines = PluginOutput::new("p".into(), Stream::Stdout).lines();
+        let mut lines = PluginOutput::new("p".into(), Stream::Stdout, Default::default()).lines();
         lines.push(b"par");
         assert_eq!(lines.pending, b"par");
         lines.push(b"tial\nnext");
         assert_eq!(lines.pending, b"next");
         lines.push(&vec![b'x'; MAX_LINE * 2 + 5]);
         assert_eq!(lines.pending.len(), 4 + 5);
+    }
+
+    #[test]
+    fn a_plugin_logs_no_more_than_its_budget_and_counts_the_rest() {
+        let budget = Budget::default();
+        let logged = (0..LINES_BURST * 3)
+            .filter(|_| budget.take().is_some())
+            .count();
+        // The burst, and what the rate refilled while the loop ran.
+        assert!(logged >= LINES_BURST as usize && logged < LINES_BURST as usize + 50);
+        let dropped = budget.dropped.load(Ordering::Relaxed);
+        assert_eq!(dropped as usize, LINES_BURST as usize * 3 - logged);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(budget.take(), Some(dropped));
     }
 }
