@@ -174,3 +174,27 @@ async fn a_reload_opens_and_closes_listeners() {
     }
     assert_eq!(crate::harness::get(&server.url("/")).await.1, "version a");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_file_found_at_start_that_goes_missing_keeps_its_config_serving() {
+    let site = Site::new();
+    folders(&site);
+    // No --config: ./gatehouse.toml is read because it is there.
+    write_config(&site, &routes_to("a"));
+    let server = site.serve(&[], &[]);
+    server
+        .wait_body("/", 200, "version a", Duration::from_secs(5))
+        .await;
+    std::fs::remove_file(site.dir.path().join("gatehouse.toml")).unwrap();
+    sighup(&server);
+    server.wait_log("config reload failed", Duration::from_secs(10));
+    let logs = server.log_text();
+    assert!(logs.contains("cannot read the config file"), "{logs}");
+    assert_eq!(crate::harness::get(&server.url("/")).await.1, "version a");
+    // Back again, it is read as before.
+    write_config(&site, &routes_to("b"));
+    sighup(&server);
+    server
+        .wait_body("/", 200, "version b", Duration::from_secs(10))
+        .await;
+}

@@ -386,6 +386,17 @@ impl Loader {
         Ok(config)
     }
 
+    /// The same loader, held to the file it reads now: a server started
+    /// from `./gatehouse.toml` reads that file again on reload, and a
+    /// reload that finds it gone fails (the config serving stays) rather
+    /// than falling back to the defaults.
+    pub fn pinned(self) -> Loader {
+        Loader {
+            file: self.file(),
+            ..self
+        }
+    }
+
     /// The file read, if any: the one given, or `./gatehouse.toml` if present.
     pub fn file(&self) -> Option<PathBuf> {
         self.file

@@ -122,7 +122,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     admin,
                     data,
                 },
-            };
+            }
+            .pinned();
             let config = loader.load()?;
             let (trigger, shutdown) = gatehouse::shutdown::channel();
             gatehouse::shutdown::on_signals(trigger);
