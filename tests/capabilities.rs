@@ -83,6 +83,11 @@ async fn ok(result: (u16, Value)) -> Value {
     result.1
 }
 
+/// Runs `sql` (no parameters) through `plugin` on `db`; it must succeed.
+async fn run(server: &Server, plugin: &str, db: &str, sql: &str) -> Value {
+    ok(execute(server, plugin, db, sql, json!([])).await).await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sqlite_values_round_trip_with_numbered_placeholders() {
     let site = Site::new();
@@ -456,6 +461,29 @@ async fn postgres_values_map_to_the_nearest_value() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "bad-statement");
     assert!(body["message"].as_str().unwrap().contains("$1"), "{body}");
+
+    // Infinite times and dates arrive as Postgres writes them; `char(n)`
+    // takes text.
+    let rows = ok(query(
+        &server,
+        "app",
+        "pg",
+        "SELECT 'infinity'::timestamptz AS a, '-infinity'::timestamp AS b, \
+         'infinity'::date AS c, '-infinity'::date AS d, $1::char(3) AS e",
+        json!([{"text": "abc"}]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows["rows"][0],
+        json!([
+            {"text": "infinity"},
+            {"text": "-infinity"},
+            {"text": "infinity"},
+            {"text": "-infinity"},
+            {"text": "abc"}
+        ])
+    );
 
     ok(execute(&server, "app", "pg", &format!("DROP TABLE {t}"), json!([])).await).await;
 }
@@ -1342,6 +1370,29 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
     // Committed: another pool sees it, and nothing of the refused calls.
     let rows = ok(query(&server, "app", "check", "SELECT x FROM t", json!([])).await).await;
     assert_eq!(rows["rows"], json!([[{"integer": 1}]]));
+    // Temporary objects that would hide the shared table from the next
+    // caller, or act on its writes: each call that makes one ends its
+    // connection, so the inserts after them reach the shared table.
+    for temp in [
+        "CREATE TEMP TABLE t (x INTEGER)",
+        "CREATE TEMPORARY TRIGGER swallow BEFORE INSERT ON main.t BEGIN SELECT RAISE(IGNORE); END",
+    ] {
+        run(&server, "app", "one", temp).await;
+        run(&server, "app", "one", "INSERT INTO t VALUES (2)").await;
+    }
+    let rows = ok(query(
+        &server,
+        "app",
+        "check",
+        "SELECT x FROM t ORDER BY x",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows["rows"],
+        json!([[{"integer": 1}], [{"integer": 2}], [{"integer": 2}]])
+    );
 
     for command in [
         "BEGIN",
@@ -1636,4 +1687,176 @@ async fn postgres_connections_pass_from_call_to_call_and_the_kv_store_still_gets
         "the kv store waited {:?} for a connection",
         started.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn what_a_plugin_leaves_on_a_postgres_session_never_reaches_another_plugin_or_the_kv_store() {
+    // One connection: it goes back to sqlx between the plugins. Two: it is
+    // kept, and handed from one plugin to the other.
+    for connections in [1, 2] {
+        let site = Site::new();
+        for plugin in ["a", "b"] {
+            mount(
+                &site,
+                plugin,
+                "[grants]\ndatabases = [\"main\"]\nkv = true\n",
+            );
+        }
+        let config = config_with(&format!(
+            "[databases.main]\nurl = \"{POSTGRES}\"\nmax_connections = {connections}\n"
+        ));
+        let server = site.serve_config(&config, &[]);
+        server.wait_serving("a").await;
+        server.wait_serving("b").await;
+        let shared = table("shared");
+        let lock = 7_000_000 + i64::from(std::process::id() % 1_000_000);
+        for sql in [
+            format!("CREATE TABLE {shared} (x INTEGER)"),
+            format!("INSERT INTO {shared} VALUES (1)"),
+        ] {
+            run(&server, "b", "main", &sql).await;
+        }
+
+        // What no check of a statement's text can refuse: SET inside a
+        // function, a temporary table that hides a shared one, a session
+        // lock.
+        for sql in [
+            "DO $$BEGIN EXECUTE 'SET search_path TO pg_catalog'; END$$".to_owned(),
+            "DO $$BEGIN EXECUTE 'SET ROLE pg_read_all_data'; END$$".to_owned(),
+            format!("CREATE TEMP TABLE {shared} (x INTEGER)"),
+            format!("SELECT pg_advisory_lock({lock})"),
+        ] {
+            run(&server, "a", "main", &sql).await;
+        }
+        // Nor do empty statements or a comment ended by `\r` hide a BEGIN.
+        for sql in [";BEGIN", "--\rBEGIN", "; ;\n START TRANSACTION"] {
+            bad_statement(execute(&server, "a", "main", sql, json!([])).await);
+        }
+
+        let key = table("visits");
+        let (status, body) = call(
+            &server,
+            "POST",
+            &format!("/a/kv/{key}/increment?delta=1"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, &body),
+            (200, &json!({"value": 1})),
+            "{connections}"
+        );
+        let rows = ok(query(
+            &server,
+            "b",
+            "main",
+            &format!(
+                "SELECT current_user::text AS who, current_setting('search_path') AS path, \
+                 (SELECT count(*) FROM {shared}) AS rows, \
+                 (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = {lock}) AS locks"
+            ),
+            json!([]),
+        )
+        .await)
+        .await;
+        assert_eq!(
+            rows["rows"],
+            json!([[{"text": "postgres"}, {"text": "\"$user\", public"}, {"integer": 1}, {"integer": 0}]]),
+            "with {connections} connection(s)"
+        );
+        // b writes as the pool's own user, into the shared table.
+        run(
+            &server,
+            "b",
+            "main",
+            &format!("INSERT INTO {shared} VALUES (2)"),
+        )
+        .await;
+        run(&server, "b", "main", &format!("DROP TABLE {shared}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_migration_that_changes_its_session_leaves_no_trace_on_the_pool() {
+    let site = Site::new();
+    // A name of its own: the migration history in `test` outlives the run.
+    let plugin = table("tidy");
+    let migrations = site.dir.path().join("tidy-migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_settings.sql"),
+        format!("SET application_name = 'leaked'; CREATE TABLE {plugin} (x INTEGER);"),
+    )
+    .unwrap();
+    mount(
+        &site,
+        &plugin,
+        "[grants]\ndatabases = [\"pg\"]\n[migrations]\ndatabase = \"pg\"\npath = \"../tidy-migrations\"\n",
+    );
+    // One connection: the migration's would be the next call's.
+    let config = config_with(&format!(
+        "[databases.pg]\nurl = \"{POSTGRES}\"\nmax_connections = 1\n"
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving(&plugin).await;
+    let rows = ok(query(
+        &server,
+        &plugin,
+        "pg",
+        &format!("SELECT current_setting('application_name') AS name, (SELECT count(*) FROM {plugin}) AS n"),
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows["rows"],
+        json!([[{"text": "gatehouse"}, {"integer": 0}]])
+    );
+    run(&server, &plugin, "pg", &format!("DROP TABLE {plugin}")).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_whose_migrations_find_its_database_down_loads_once_it_is_back() {
+    let forwarder = Forwarder::start("127.0.0.1:0".parse().unwrap()).await;
+    forwarder.down();
+    let site = Site::new();
+    let plugin = table("late");
+    let migrations = site.dir.path().join("late-migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_table.sql"),
+        format!("CREATE TABLE {plugin} (x INTEGER);"),
+    )
+    .unwrap();
+    mount(
+        &site,
+        &plugin,
+        "[grants]\ndatabases = [\"pg\"]\n[migrations]\npath = \"../late-migrations\"\n",
+    );
+    let config = config_with(&format!(
+        "[databases.pg]\nurl = \"postgres://postgres@{}/test\"\nacquire_timeout_ms = 500\n",
+        forwarder.addr
+    ));
+    let server = site.serve_config(&config, &[]);
+    let line = server.wait_log("trying again in 5 s", Duration::from_secs(30));
+    assert!(line.contains("cannot reach the database"), "{line}");
+
+    // Nothing in the folder changes: the host tries again by itself.
+    let _back = Forwarder::start(forwarder.addr).await;
+    server
+        .wait_plugin(&plugin, Duration::from_secs(30), |p| {
+            p["state"] == "serving"
+        })
+        .await;
+    let rows = ok(query(
+        &server,
+        &plugin,
+        "pg",
+        &format!("SELECT count(*) AS n FROM {plugin}"),
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["rows"], json!([[{"integer": 0}]]));
+    run(&server, &plugin, "pg", &format!("DROP TABLE {plugin}")).await;
 }

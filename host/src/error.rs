@@ -55,6 +55,12 @@ impl Error {
         }
     }
 
+    /// Whether the same attempt may succeed later by itself: a database
+    /// that could not be reached.
+    pub fn may_pass(&self) -> bool {
+        matches!(self, Error::Database { .. })
+    }
+
     /// A plugin error from a wasmtime error, keeping its whole chain of causes.
     pub fn plugin(name: &str, error: impl std::fmt::Display) -> Self {
         Error::Plugin {

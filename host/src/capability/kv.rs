@@ -204,33 +204,36 @@ impl Store {
             return Err(too_long(prefix.len()));
         }
         let limit = i64::from(limit.min(MAX_LIST));
+        // Keys compare bytewise on both databases, so the keys with the
+        // prefix are those from it up to (not with) its successor: the
+        // index reads only them, however many keys follow.
         const SQL: &str = "SELECT key FROM gatehouse_kv \
+             WHERE namespace = $1 AND key >= $2 AND key < $6 \
+               AND substr(key, 1, CAST($3 AS INTEGER)) = $2 \
+               AND (expires_at IS NULL OR expires_at > $4) \
+             ORDER BY key LIMIT $5";
+        const SQL_ALL: &str = "SELECT key FROM gatehouse_kv \
              WHERE namespace = $1 AND key >= $2 AND substr(key, 1, CAST($3 AS INTEGER)) = $2 \
                AND (expires_at IS NULL OR expires_at > $4) \
              ORDER BY key LIMIT $5";
-        let prefix_chars = prefix.chars().count() as i64;
-        let rows: Vec<(String,)> = match &self.database.pool {
-            Pool::Sqlite(pool) => {
-                sqlx::query_as(SQL)
-                    .bind(&*self.namespace)
-                    .bind(prefix)
-                    .bind(prefix_chars)
-                    .bind(now_ms())
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await
+        // At most MAX_KEY_BYTES: an INTEGER on both databases.
+        let prefix_chars = prefix.chars().count() as i32;
+        let end = successor(prefix);
+        let sql = if end.is_some() { SQL } else { SQL_ALL };
+        let rows: Vec<(String,)> = on_pool!(self.database, |pool| {
+            let query = sqlx::query_as(sql)
+                .bind(&*self.namespace)
+                .bind(prefix)
+                .bind(prefix_chars)
+                .bind(now_ms())
+                .bind(limit);
+            match &end {
+                Some(end) => query.bind(end.as_str()),
+                None => query,
             }
-            Pool::Postgres(pool) => {
-                sqlx::query_as(SQL)
-                    .bind(&*self.namespace)
-                    .bind(prefix)
-                    .bind(prefix_chars as i32)
-                    .bind(now_ms())
-                    .bind(limit)
-                    .fetch_all(pool)
-                    .await
-            }
-        }
+            .fetch_all(pool)
+            .await
+        })
         .map_err(kv_error)?;
         Ok(rows.into_iter().map(|(key,)| key).collect())
     }
@@ -294,6 +297,24 @@ pub async fn sweep(database: &Database) -> Result<u64, sqlx::Error> {
         .map(|done| done.rows_affected()))
 }
 
+/// The least string past every string that starts with `prefix`, in
+/// bytewise (code point) order; `None` when nothing is (an empty prefix,
+/// or one of only `char::MAX`).
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = match u32::from(last) + 1 {
+            0xD800 => Some('\u{E000}'),
+            code => char::from_u32(code),
+        };
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 fn check_key(key: &str) -> Result<(), KvError> {
     if key.len() > MAX_KEY_BYTES {
         return Err(too_long(key.len()));
@@ -326,5 +347,26 @@ fn kv_error_of(error: super::bindings::gatehouse::plugin::sql::Error) -> KvError
         | E::BadStatement(message)
         | E::Constraint(message)
         | E::Other(message) => KvError::Other(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::successor;
+
+    #[test]
+    fn the_successor_of_a_prefix_bounds_the_keys_that_start_with_it() {
+        assert_eq!(successor("user:"), Some("user;".to_owned()));
+        assert_eq!(successor("a\u{D7FF}"), Some("a\u{E000}".to_owned()));
+        assert_eq!(successor("b\u{10FFFF}"), Some("c".to_owned()));
+        assert_eq!(successor(""), None);
+        assert_eq!(successor("\u{10FFFF}"), None);
+        let end = successor("ké").unwrap();
+        for key in ["ké", "kéz", "ké\u{10FFFF}\u{10FFFF}"] {
+            assert!(key.as_bytes() < end.as_bytes(), "{key}");
+        }
+        for key in ["kê", "kêa", "l"] {
+            assert!(key.as_bytes() >= end.as_bytes(), "{key}");
+        }
     }
 }

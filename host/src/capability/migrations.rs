@@ -36,11 +36,21 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
     let migrator = Migrator::new(dir.to_path_buf())
         .await
         .map_err(|e| failed(e.to_string()))?;
+    // A database that cannot be reached now is an error the load is tried
+    // again after (see `Error::may_pass`); any other stays until the
+    // plugin changes.
     let unavailable = |e: sqlx::Error| {
-        failed(format!(
-            "database `{}` cannot be reached: {e}",
-            database.name
-        ))
+        let message = format!(
+            "migrations of plugin `{plugin}` in {}: cannot reach the database: {e}",
+            dir.display()
+        );
+        match super::sql::sql_error(e) {
+            super::bindings::gatehouse::plugin::sql::Error::Unavailable(_) => Error::Database {
+                name: database.name.clone(),
+                message,
+            },
+            _ => failed(message),
+        }
     };
     let history = on_pool!(database, |pool| {
         sqlx::Executor::execute(pool, HISTORY_TABLE)
@@ -75,7 +85,14 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
             continue;
         }
         on_pool!(database, |pool| {
-            let mut tx = pool.begin().await.map_err(unavailable)?;
+            // Its own connection, closed afterwards: a migration may change
+            // its session (`SET search_path`, a `PRAGMA`), which must not
+            // reach the calls that take the connection next.
+            let mut conn = pool.acquire().await.map_err(unavailable)?;
+            conn.close_on_drop();
+            let mut tx = sqlx::Connection::begin(&mut *conn)
+                .await
+                .map_err(unavailable)?;
             let sql: &str = &migration.sql;
             sqlx::Executor::execute(&mut *tx, sql).await.map_err(|e| {
                 failed(format!(

@@ -187,7 +187,9 @@ impl sql_wit::HostConnection for Sandbox {
         params: Vec<sql_wit::Value>,
     ) -> wasmtime::Result<Result<sql_wit::Rows, sql_wit::Error>> {
         let database = self.table.get(&this)?.database.clone();
-        Ok(database.query(&sql, &params).await)
+        Ok(database
+            .query(&self.capabilities.granted.plugin, &sql, &params)
+            .await)
     }
 
     async fn execute(
@@ -197,7 +199,9 @@ impl sql_wit::HostConnection for Sandbox {
         params: Vec<sql_wit::Value>,
     ) -> wasmtime::Result<Result<u64, sql_wit::Error>> {
         let database = self.table.get(&this)?.database.clone();
-        Ok(database.execute(&sql, &params).await)
+        Ok(database
+            .execute(&self.capabilities.granted.plugin, &sql, &params)
+            .await)
     }
 
     async fn batch(
@@ -206,7 +210,9 @@ impl sql_wit::HostConnection for Sandbox {
         statements: Vec<sql_wit::Statement>,
     ) -> wasmtime::Result<Result<Vec<u64>, sql_wit::Error>> {
         let database = self.table.get(&this)?.database.clone();
-        Ok(database.batch(&statements).await)
+        Ok(database
+            .batch(&self.capabilities.granted.plugin, &statements)
+            .await)
     }
 
     async fn drop(&mut self, this: Resource<sql::Connection>) -> wasmtime::Result<()> {

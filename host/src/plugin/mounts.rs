@@ -57,6 +57,9 @@ pub struct Report {
     pub failed_at: Option<String>,
 }
 
+/// How soon an entry whose load may pass by itself is tried again.
+pub const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The mounted set and how to keep it current with the folder.
 pub struct Mounts {
     current: ArcSwap<Mounted>,
@@ -136,15 +139,24 @@ impl Mounts {
 
     /// Brings the mounted set in line with the folder: loads new and changed
     /// entries, unmounts removed ones. Each successful change is published
-    /// at once, so a slow build does not hold back the others.
-    pub async fn reconcile(&self) {
+    /// at once, so a slow build does not hold back the others. Returns
+    /// whether an entry failed in a way that may pass by itself (its
+    /// database was down), so the folder should be looked at again after
+    /// [`RETRY`] even if nothing in it changes.
+    pub async fn reconcile(&self) -> bool {
         let _one_at_a_time = self.reconciling.lock().await;
         let dir = self.plugins_dir.clone();
         let scanned = tokio::task::spawn_blocking(move || folder::scan(&dir)).await;
         let (entries, ignored) = match scanned {
             Ok(Ok(found)) => found,
-            Ok(Err(e)) => return tracing::error!("{e}"),
-            Err(e) => return tracing::error!("scanning the plugins folder: {e}"),
+            Ok(Err(e)) => {
+                tracing::error!("{e}");
+                return false;
+            }
+            Err(e) => {
+                tracing::error!("scanning the plugins folder: {e}");
+                return false;
+            }
         };
         self.log_ignored(ignored);
 
@@ -170,6 +182,7 @@ impl Mounts {
             });
         }
 
+        let mut retry = false;
         for entry in entries {
             let fingerprint = match fingerprint(&entry, &self.plugins_dir).await {
                 Ok(fingerprint) => fingerprint,
@@ -217,11 +230,22 @@ impl Mounts {
                     } else {
                         ""
                     };
-                    tracing::error!(plugin = %entry.name, "load failed{keep}: {e}");
+                    let again = if e.may_pass() {
+                        // Tried again at the next look, which comes soon.
+                        retry = true;
+                        if let Some(status) = self.status.lock().unwrap().get_mut(&entry.name) {
+                            status.fingerprint.clear();
+                        }
+                        format!("; trying again in {} s", RETRY.as_secs())
+                    } else {
+                        String::new()
+                    };
+                    tracing::error!(plugin = %entry.name, "load failed{keep}: {e}{again}");
                     self.set_error(&entry.name, Some(e.to_string()));
                 }
             }
         }
+        retry
     }
 
     /// Loads one entry: build (for sources), compile (or read the cache),

@@ -52,12 +52,23 @@ pub async fn start(
         )
     })?;
 
-    let first = mounts.clone();
     tokio::spawn(async move {
-        first.reconcile().await;
-        while rx.recv().await.is_some() {
+        let mut retry = mounts.reconcile().await;
+        loop {
+            // A change, or (after a load that may pass by itself) the time
+            // to try again.
+            let woke = if retry {
+                tokio::time::timeout(super::mounts::RETRY, rx.recv())
+                    .await
+                    .unwrap_or(Some(()))
+            } else {
+                rx.recv().await
+            };
+            if woke.is_none() {
+                return;
+            }
             while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
-            mounts.reconcile().await;
+            retry = mounts.reconcile().await;
         }
     });
     Ok(watcher)

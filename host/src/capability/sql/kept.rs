@@ -19,13 +19,21 @@
 //! connection idle past [`TRUSTED_IDLE`] goes back (sqlx then pings it), and
 //! so does one handed on for [`MAX_KEPT_FOR`], so sqlx's idle timeout and
 //! connection lifetime still apply.
+//!
+//! A plugin's statements may leave its session changed in ways no check of
+//! their text can foresee (a function that runs `SET ROLE`, a temporary
+//! table, an advisory lock, a transaction left open). So a connection is
+//! handed from one plugin to another only after [`reset`], and every
+//! connection a plugin used is reset before it goes back to sqlx, for the
+//! kv store, migrations and other plugins. Calls of the same plugin pass it
+//! on as it is.
 
 use super::TRUSTED_IDLE;
 use sqlx::pool::PoolConnection;
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgConnection, PgPool, Postgres};
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -62,12 +70,88 @@ struct Idle {
 }
 
 /// A connection taken for one call; [`Kept::keep`] it when the call
-/// finished cleanly, or drop it to hand it back to sqlx.
+/// finished cleanly, or drop it to hand it back to sqlx (reset first, in
+/// the background, when a plugin used it).
 #[derive(Debug)]
 pub struct Taken {
-    pub conn: PoolConnection<Postgres>,
+    /// `None` only once dropped.
+    conn: Option<PoolConnection<Postgres>>,
     /// When it came from sqlx.
     first: Instant,
+    /// The plugin whose call used it last; `None` while it is as sqlx
+    /// handed it out.
+    used_by: Option<Arc<str>>,
+    /// Closed rather than pooled when dropped.
+    closing: bool,
+}
+
+impl Taken {
+    fn new(conn: PoolConnection<Postgres>) -> Taken {
+        Taken {
+            conn: Some(conn),
+            first: Instant::now(),
+            used_by: None,
+            closing: false,
+        }
+    }
+
+    /// The connection.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        self.conn.as_mut().expect("a connection until dropped")
+    }
+
+    /// Marks it used by a call of `plugin`, and whether a call of another
+    /// plugin used it before (so the call must [`reset`] it first).
+    pub fn use_for(&mut self, plugin: &Arc<str>) -> bool {
+        let other = self.used_by.as_ref().is_some_and(|last| last != plugin);
+        self.used_by = Some(plugin.clone());
+        other
+    }
+
+    /// Closes it when dropped instead of pooling it.
+    pub fn close(&mut self) {
+        self.closing = true;
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl Drop for Taken {
+    /// Back to sqlx: as it is if no plugin used it, else reset first, off
+    /// the caller's path; one that cannot be reset is closed.
+    fn drop(&mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        if self.closing || self.used_by.is_none() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            conn.close_on_drop();
+            return;
+        };
+        runtime.spawn(async move {
+            if reset(&mut conn).await.is_err() {
+                conn.close_on_drop();
+            }
+        });
+    }
+}
+
+/// Puts a session back as a new connection has it, as Postgres's
+/// `DISCARD ALL` does, but keeps the statements sqlx prepared (`DEALLOCATE
+/// ALL` would leave its statement cache naming statements that are gone).
+/// One round trip; `ROLLBACK` first, so it works in a transaction a call
+/// left open or failed. The notice a `ROLLBACK` outside a transaction gives
+/// is below the connection's `client_min_messages` and never sent.
+pub async fn reset(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    const RESET: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
+        UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+    // Text without parameters goes as a simple query: several statements.
+    sqlx::Executor::execute(&mut *conn, RESET).await?;
+    // `RESET ALL` undid what the pool set when it connected.
+    super::watch_client(conn).await
 }
 
 /// What `/stats` shows of one Postgres database's connections.
@@ -143,10 +227,7 @@ impl Kept {
         conn: Result<PoolConnection<Postgres>, sqlx::Error>,
     ) -> Result<Taken, sqlx::Error> {
         self.acquired.fetch_add(1, Ordering::Relaxed);
-        Ok(Taken {
-            conn: conn?,
-            first: Instant::now(),
-        })
+        Ok(Taken::new(conn?))
     }
 
     /// Hands the connection of a call that finished cleanly to the first

@@ -201,7 +201,12 @@ impl Database {
             let options = PgConnectOptions::from_str(&config.url)
                 .map_err(bad)?
                 .application_name("gatehouse")
-                .options([("statement_timeout", timeout.as_str())]);
+                // Notices and warnings a plugin's SQL raises are not sent,
+                // so they cannot flood the host's log through sqlx.
+                .options([
+                    ("statement_timeout", timeout.as_str()),
+                    ("client_min_messages", "error"),
+                ]);
             Pool::Postgres(
                 PoolOptions::new()
                     .max_connections(config.max_connections)
@@ -225,8 +230,13 @@ impl Database {
         })
     }
 
-    /// Runs a statement that returns rows.
-    pub async fn query(&self, sql: &str, params: &[Value]) -> Result<Rows, SqlError> {
+    /// Runs a statement of plugin `caller` that returns rows.
+    pub async fn query(
+        &self,
+        caller: &Arc<str>,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<Rows, SqlError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
                 no_zero_placeholder(sql)?;
@@ -254,7 +264,7 @@ impl Database {
             }
             Pool::Postgres(pool) => {
                 no_session_command(sql)?;
-                self.on_postgres(pool, changes_session(sql), async |conn| {
+                self.on_postgres(pool, caller, changes_session(sql), async |conn| {
                     let (query, columns) = bind_postgres(conn, sql, params).await?;
                     let mut rows = read_rows(query.fetch(&mut *conn), pg_value).await?;
                     if rows.rows.is_empty() {
@@ -279,8 +289,14 @@ impl Database {
         Some(self.in_place.as_ref()?.counts())
     }
 
-    /// Runs a statement and returns the number of rows it changed.
-    pub async fn execute(&self, sql: &str, params: &[Value]) -> Result<u64, SqlError> {
+    /// Runs a statement of plugin `caller` and returns the number of rows
+    /// it changed.
+    pub async fn execute(
+        &self,
+        caller: &Arc<str>,
+        sql: &str,
+        params: &[Value],
+    ) -> Result<u64, SqlError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
                 no_zero_placeholder(sql)?;
@@ -296,7 +312,7 @@ impl Database {
             }
             Pool::Postgres(pool) => {
                 no_session_command(sql)?;
-                self.on_postgres(pool, changes_session(sql), async |conn| {
+                self.on_postgres(pool, caller, changes_session(sql), async |conn| {
                     let (query, _) = bind_postgres(conn, sql, params).await?;
                     let done = query.execute(&mut *conn).await.map_err(sql_error)?;
                     Ok(done.rows_affected())
@@ -306,8 +322,13 @@ impl Database {
         }
     }
 
-    /// Runs statements in one transaction: all of them or none.
-    pub async fn batch(&self, statements: &[Statement]) -> Result<Vec<u64>, SqlError> {
+    /// Runs statements of plugin `caller` in one transaction: all of them
+    /// or none.
+    pub async fn batch(
+        &self,
+        caller: &Arc<str>,
+        statements: &[Statement],
+    ) -> Result<Vec<u64>, SqlError> {
         let mut affected = Vec::with_capacity(statements.len());
         match &self.pool {
             Pool::Sqlite(pool) => {
@@ -316,7 +337,7 @@ impl Database {
                 }
                 self.bounded(async {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
-                    if statements.iter().any(|s| mentions(&s.sql, b"pragma")) {
+                    if statements.iter().any(|s| changes_sqlite_session(&s.sql)) {
                         conn.close_on_drop();
                     }
                     let mut tx = sqlx::Connection::begin(&mut *conn)
@@ -334,8 +355,11 @@ impl Database {
                 .await?;
             }
             Pool::Postgres(pool) => {
+                for statement in statements {
+                    no_session_command(&statement.sql)?;
+                }
                 let changes = statements.iter().any(|s| changes_session(&s.sql));
-                self.on_postgres(pool, changes, async |conn| {
+                self.on_postgres(pool, caller, changes, async |conn| {
                     let mut tx = sqlx::Connection::begin(conn).await.map_err(sql_error)?;
                     for statement in statements {
                         let (query, _) =
@@ -358,18 +382,27 @@ impl Database {
     /// server still runs), and so is one whose call may have changed its
     /// session (`changes_session`), so nothing of it outlives the call. One
     /// whose call succeeded is kept for the next call ([`kept`]); one whose
-    /// call failed goes back to sqlx, which checks it.
+    /// call failed goes back to sqlx, reset first. A connection another
+    /// plugin's call used last is reset before this one runs.
     async fn on_postgres<T>(
         &self,
         pool: &PgPool,
+        caller: &Arc<str>,
         changes_session: bool,
         call: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         let mut taken = self.kept.take(pool).await.map_err(sql_error)?;
+        let used_by_another = taken.use_for(caller);
         let limit = Duration::from_millis(self.config.statement_timeout_ms) + POSTGRES_GRACE;
-        let outcome = tokio::time::timeout(limit, call(&mut taken.conn)).await;
+        let run = async {
+            if used_by_another {
+                kept::reset(taken.conn()).await.map_err(sql_error)?;
+            }
+            call(taken.conn()).await
+        };
+        let outcome = tokio::time::timeout(limit, run).await;
         if outcome.is_err() || changes_session {
-            taken.conn.close_on_drop();
+            taken.close();
         } else if matches!(outcome, Ok(Ok(_))) {
             self.kept.keep(taken, pool);
         }
@@ -427,14 +460,14 @@ const STATE_LEFT: &str = "a transaction or session setting cannot outlive its ca
 /// Keeps what a plugin's statement did to its SQLite connection from the
 /// next caller. A connection left inside a transaction (`BEGIN`,
 /// `SAVEPOINT`) is closed, so what was done inside is rolled back, and the
-/// call fails. One that ran a `PRAGMA` (which may turn off foreign keys or
-/// change how LIKE compares) is closed after the call. Only text naming
-/// one of those can do either, so other statements skip the checks.
+/// call fails. One that may have changed its session is closed after the
+/// call (see [`changes_sqlite_session`]). Only text naming one of those can
+/// do either, so other statements skip the checks.
 async fn no_state_left(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
     sql: &str,
 ) -> Result<(), SqlError> {
-    if mentions(sql, b"pragma") {
+    if changes_sqlite_session(sql) {
         conn.close_on_drop();
     }
     if !mentions(sql, b"begin") && !mentions(sql, b"savepoint") {
@@ -451,6 +484,15 @@ async fn no_state_left(
         return Err(SqlError::BadStatement(STATE_LEFT.to_owned()));
     }
     Ok(())
+}
+
+/// Whether a SQLite statement may leave its connection changed for the
+/// next caller: a `PRAGMA` (which may turn off foreign keys or change how
+/// LIKE compares), or a temporary table, view or trigger (`TEMP`,
+/// `TEMPORARY`, the `temp` schema), which would hide or act on the shared
+/// tables of the same name.
+fn changes_sqlite_session(sql: &str) -> bool {
+    mentions(sql, b"pragma") || mentions(sql, b"temp")
 }
 
 /// Refuses a SQLite statement with a placeholder `$0` (or `$00`, `$0x`):
@@ -503,8 +545,8 @@ fn no_session_command(sql: &str) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// The first word of `sql` (its ASCII letters, past comments), which says
-/// what kind of statement it is.
+/// The first word of `sql` (its ASCII letters, past comments and empty
+/// statements), which says what kind of statement it is.
 fn first_word(sql: &str) -> &str {
     let start = skip_comments(sql);
     let end = start
@@ -527,13 +569,14 @@ fn mentions(sql: &str, word: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(word))
 }
 
-/// `sql` from its first token: leading whitespace, `-- …` and `/* … */`
-/// comments skipped.
+/// `sql` from its first token: leading whitespace, `;` (an empty
+/// statement), `-- …` and `/* … */` comments skipped.
 fn skip_comments(mut sql: &str) -> &str {
     loop {
-        sql = sql.trim_start();
+        sql = sql.trim_start_matches(|c: char| c.is_whitespace() || c == ';');
         if let Some(rest) = sql.strip_prefix("--") {
-            sql = rest.split_once('\n').map_or("", |(_, after)| after);
+            // Postgres ends a line comment at either line break.
+            sql = rest.split_once(['\n', '\r']).map_or("", |(_, after)| after);
         } else if sql.starts_with("/*") {
             // Postgres nests block comments.
             let (bytes, mut depth, mut at) = (sql.as_bytes(), 0usize, 0);
@@ -905,11 +948,12 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
         (Value::Text(t), "NUMERIC") => {
             PgArg::Numeric(Decimal::from_str(t.trim()).map_err(|_| parse(t, "decimal"))?)
         }
-        (Value::Text(t), "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" | "UNKNOWN") => {
+        // sqlx names `char(n)` (bpchar) `CHAR`.
+        (Value::Text(t), "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "CITEXT" | "UNKNOWN") => {
             PgArg::Text(t.clone())
         }
-        (Value::Integer(i), "TEXT" | "VARCHAR" | "BPCHAR") => PgArg::Text(i.to_string()),
-        (Value::Real(f), "TEXT" | "VARCHAR" | "BPCHAR") => PgArg::Text(f.to_string()),
+        (Value::Integer(i), "TEXT" | "VARCHAR" | "CHAR") => PgArg::Text(i.to_string()),
+        (Value::Real(f), "TEXT" | "VARCHAR" | "CHAR") => PgArg::Text(f.to_string()),
         (Value::Blob(b), "BYTEA") => PgArg::Bytea(b.clone()),
         (Value::Text(t), "BYTEA") => PgArg::Bytea(t.as_bytes().to_vec()),
         (Value::Text(t), "UUID") => PgArg::Uuid(Uuid::parse_str(t).map_err(|_| parse(t, "uuid"))?),
@@ -943,6 +987,36 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
 }
 
 /// The value of column `i`, mapped as the module's table says.
+/// A Postgres `timestamptz`, `timestamp` or `date` in its binary form
+/// (microseconds or days from 2000-01-01) as text: RFC 3339 in UTC, ISO
+/// 8601, and `infinity` / `-infinity` as Postgres writes them. sqlx's own
+/// decoding panics on those and on years chrono cannot hold; `None` for
+/// the latter.
+fn pg_time(kind: &str, bytes: &[u8]) -> Option<String> {
+    /// 2000-01-01 in days from 0001-01-01 and in microseconds from 1970.
+    const EPOCH_DAYS_FROM_CE: i32 = 730_120;
+    const EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+    if kind == "DATE" {
+        return match i32::from_be_bytes(bytes.try_into().ok()?) {
+            i32::MAX => Some("infinity".to_owned()),
+            i32::MIN => Some("-infinity".to_owned()),
+            days => {
+                chrono::NaiveDate::from_num_days_from_ce_opt(days.checked_add(EPOCH_DAYS_FROM_CE)?)
+                    .map(|day| day.to_string())
+            }
+        };
+    }
+    let at = match i64::from_be_bytes(bytes.try_into().ok()?) {
+        i64::MAX => return Some("infinity".to_owned()),
+        i64::MIN => return Some("-infinity".to_owned()),
+        micros => chrono::DateTime::from_timestamp_micros(micros.checked_add(EPOCH_UNIX_MICROS)?)?,
+    };
+    Some(match kind {
+        "TIMESTAMPTZ" => at.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string(),
+        _ => at.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+    })
+}
+
 fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     let column = &row.columns()[i];
     if row.try_get_raw(i).map_err(sql_error)?.is_null() {
@@ -968,19 +1042,18 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
                 .map_err(get)?
                 .to_string(),
         ),
-        "TIMESTAMPTZ" => text(
-            row.try_get::<chrono::DateTime<chrono::Utc>, _>(i)
-                .map_err(get)?
-                .format("%Y-%m-%dT%H:%M:%S%.fZ")
-                .to_string(),
-        ),
-        "TIMESTAMP" => text(
-            row.try_get::<chrono::NaiveDateTime, _>(i)
-                .map_err(get)?
-                .format("%Y-%m-%dT%H:%M:%S%.f")
-                .to_string(),
-        ),
-        "DATE" => text(row.try_get::<chrono::NaiveDate, _>(i).map_err(get)?.to_string()),
+        kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE") => {
+            let raw = row.try_get_raw(i).map_err(get)?;
+            let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
+            pg_time(kind, bytes).map(Value::Text).ok_or_else(|| {
+                SqlError::Other(format!(
+                    "column `{}` holds a {} outside what can be shown; cast it in the query, e.g. {}::text",
+                    column.name(),
+                    kind.to_ascii_lowercase(),
+                    column.name()
+                ))
+            })
+        }
         "TIME" => text(row.try_get::<chrono::NaiveTime, _>(i).map_err(get)?.to_string()),
         "INT2[]" | "INT4[]" | "INT8[]" => {
             let values: Vec<i64> = match column.type_info().name() {
@@ -1119,5 +1192,9 @@ mod tests {
         assert!(no_session_command("set search_path to x").is_err());
         assert!(no_session_command("SELECT 'begin'").is_ok());
         assert!(no_session_command("/* unterminated").is_ok());
+        // Empty statements before it, and a line comment ended by `\r`.
+        assert!(no_session_command(";BEGIN").is_err());
+        assert!(no_session_command(" ; ;\n set role x").is_err());
+        assert!(no_session_command("--\rBEGIN").is_err());
     }
 }
