@@ -526,6 +526,27 @@ impl Config {
         if !(16_384..=16_777_215).contains(&self.limits.h2_max_frame_size) {
             return Err("[limits] h2_max_frame_size must be between 16384 and 16777215".to_owned());
         }
+        for (key, value) in [
+            ("header_timeout_ms", self.limits.header_timeout_ms),
+            ("idle_timeout_ms", self.limits.idle_timeout_ms),
+        ] {
+            if value < 100 {
+                return Err(format!(
+                    "[limits] {key} = {value} would close connections before a client can send a request; use at least 100 (the default is {})",
+                    if key == "header_timeout_ms" {
+                        10_000
+                    } else {
+                        75_000
+                    }
+                ));
+            }
+        }
+        if self.limits.h2_max_concurrent_streams == 0 {
+            return Err(
+                "[limits] h2_max_concurrent_streams = 0 would let no HTTP/2 request through; use at least 1 (the default is 128)"
+                    .to_owned(),
+            );
+        }
         if self.limits.send_timeout_ms < 1000 {
             return Err(
                 "[limits] send_timeout_ms must be at least 1000: a client on a slow link may take a second to make room"

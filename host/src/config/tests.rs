@@ -59,3 +59,21 @@ fn sidecar_rejects_bad_limits_and_routes() {
     .unwrap();
     assert_eq!(ok.grants.env, vec!["X".to_owned()]);
 }
+
+#[test]
+fn limits_that_would_stop_every_request_are_refused_with_the_fix() {
+    for (limits, says) in [
+        ("header_timeout_ms = 0", "use at least 100"),
+        ("idle_timeout_ms = 0", "use at least 100"),
+        ("h2_max_concurrent_streams = 0", "use at least 1"),
+    ] {
+        let text = format!("[limits]\n{limits}\n");
+        let error = Config::parse(&text, Path::new("g.toml"))
+            .unwrap_err()
+            .to_string();
+        let key = limits.split(' ').next().unwrap();
+        assert!(error.contains(key) && error.contains(says), "{error}");
+    }
+    let text = "[limits]\nheader_timeout_ms = 100\nidle_timeout_ms = 100\n";
+    assert!(Config::parse(text, Path::new("g.toml")).is_ok());
+}
