@@ -107,6 +107,29 @@ async fn static_files_have_types_validators_and_ranges() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+
+    // A folder named without its slash: sent to it under the route's
+    // prefix, never to another host, and a prefix the client claims counts
+    // for nothing.
+    for (path, location) in [
+        ("/static/docs", "/static/docs/"),
+        ("/static/docs?x=1", "/static/docs/?x=1"),
+    ] {
+        let answer = raw(
+            &server.addr,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nX-Forwarded-Prefix: //evil.test\r\nConnection: close\r\n\r\n"
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 308"), "{path}: {answer}");
+        assert!(
+            answer
+                .to_ascii_lowercase()
+                .contains(&format!("\r\nlocation: {location}\r\n")),
+            "{path}: {answer}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -208,6 +231,16 @@ async fn routes_match_by_host_then_path_and_redirect() {
         answer
             .to_ascii_lowercase()
             .contains("location: https://shop.test/cart?id=3"),
+        "{answer}"
+    );
+    // A folder at the root named with two slashes: redirected on this
+    // host, not to a host called `docs`.
+    let answer = get("any.test", "//docs").await;
+    assert!(answer.starts_with("HTTP/1.1 308"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nlocation: /docs/\r\n"),
         "{answer}"
     );
     let answer = get("any.test", "/docs-old/a.html").await;

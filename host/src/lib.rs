@@ -129,6 +129,12 @@ pub async fn serve(
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
             forget.firewall.load().forget_quiet_clients();
+            // The rate limits of plugins' own `[firewall]` tables too.
+            for plugin in forget.mounts.snapshot().plugins.values() {
+                if let Some(firewall) = &plugin.firewall {
+                    firewall.forget_quiet_clients();
+                }
+            }
         }
     });
 

@@ -305,6 +305,13 @@ async fn dispatch(
     let route = matched.route;
     let (action, filters) = (route.action.clone(), route.filters.clone());
     let inner = router::strip(path, matched.stripped);
+    if !server.firewall.load().is_trusted(connection.peer) {
+        // Said by the client itself: plugins, CGI's SCRIPT_NAME, folder
+        // redirects and upstreams must not take its word for the mount
+        // prefix or an RFC 7239 chain.
+        request.headers_mut().remove("x-forwarded-prefix");
+        request.headers_mut().remove(http::header::FORWARDED);
+    }
     if let Some(prefix) = matched.stripped {
         *request.uri_mut() = with_path(request.uri(), &inner);
         if let Ok(value) = HeaderValue::from_str(prefix) {

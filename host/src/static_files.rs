@@ -83,10 +83,18 @@ impl Folder {
             Err(Miss::NotFound) => return not_found(),
             Err(Miss::Folder) => {
                 // `/docs` is a folder: send the client to `/docs/`, so that
-                // relative links in its index.html resolve.
+                // relative links in its index.html resolve. The path is the
+                // client's: under the route's prefix, and with one leading
+                // slash (`//host/` would send it to another site).
+                let prefix = headers
+                    .get("x-forwarded-prefix")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let path = format!("{prefix}{}", request.uri().path());
+                let path = format!("/{}", path.trim_start_matches('/'));
                 let location = match request.uri().query() {
-                    Some(query) => format!("{}/?{query}", request.uri().path()),
-                    None => format!("{}/", request.uri().path()),
+                    Some(query) => format!("{path}/?{query}"),
+                    None => format!("{path}/"),
                 };
                 let mut response = text(
                     StatusCode::PERMANENT_REDIRECT,
