@@ -562,6 +562,23 @@ async fn batches_are_all_or_nothing(server: &Server, db: &str) {
         (400, &json!("bad-statement")),
         "{body}"
     );
+    // A parameter too few or too many is a mistake said so, on both
+    // databases (SQLite itself would bind a missing one as NULL).
+    for params in [
+        json!([{"integer": 9}]),
+        json!([{"integer": 9}, {"integer": 1}, null]),
+    ] {
+        let (status, body) = execute(server, "app", db, &insert, params).await;
+        assert_eq!(
+            (status, &body["error"]),
+            (400, &json!("bad-statement")),
+            "{db}: {body}"
+        );
+        assert!(
+            body["message"].as_str().unwrap().contains("placeholder"),
+            "{body}"
+        );
+    }
 
     ok(execute(server, "app", db, &format!("DROP TABLE {t}"), json!([])).await).await;
 }

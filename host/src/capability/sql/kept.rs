@@ -41,8 +41,11 @@ use tokio::sync::oneshot;
 /// through sqlx, which checks its lifetime.
 const MAX_KEPT_FOR: Duration = Duration::from_secs(60);
 
-/// One release in this many goes back through sqlx's pool.
-const GIVE_BACK_EVERY: u64 = 8;
+/// One release in this many goes back through sqlx's pool. Each costs a
+/// reset and sqlx's ping (two round trips, measured at up to a third of
+/// the throughput of `bench/sql` on Postgres at one in 8); whoever waits on
+/// the pool alone still gets a connection within a few dozen calls.
+const GIVE_BACK_EVERY: u64 = 32;
 
 /// The connections of one Postgres pool between calls.
 #[derive(Debug, Default)]
@@ -148,10 +151,19 @@ impl Drop for Taken {
 pub async fn reset(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     const RESET: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; \
         UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
+    // `RESET ALL` undoes what the pool set when it connected: set again in
+    // the same round trip.
+    const RESET_WATCHED: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; \
+        RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; \
+        DISCARD SEQUENCES; SET client_connection_check_interval = 1000";
+    let sql = if super::watches_client(conn) {
+        RESET_WATCHED
+    } else {
+        RESET
+    };
     // Text without parameters goes as a simple query: several statements.
-    sqlx::Executor::execute(&mut *conn, RESET).await?;
-    // `RESET ALL` undid what the pool set when it connected.
-    super::watch_client(conn).await
+    sqlx::Executor::execute(&mut *conn, sql).await?;
+    Ok(())
 }
 
 /// What `/stats` shows of one Postgres database's connections.

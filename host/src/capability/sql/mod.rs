@@ -239,7 +239,7 @@ impl Database {
     ) -> Result<Rows, SqlError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
-                no_zero_placeholder(sql)?;
+                sqlite_placeholders(sql, params.len())?;
                 if let Some(rows) = self.read_in_place(sql, params).await {
                     return Ok(rows);
                 }
@@ -299,7 +299,7 @@ impl Database {
     ) -> Result<u64, SqlError> {
         match &self.pool {
             Pool::Sqlite(pool) => {
-                no_zero_placeholder(sql)?;
+                sqlite_placeholders(sql, params.len())?;
                 self.bounded(async {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
                     let done = bind_sqlite(sqlx::query(sql), params)
@@ -333,7 +333,7 @@ impl Database {
         match &self.pool {
             Pool::Sqlite(pool) => {
                 for statement in statements {
-                    no_zero_placeholder(&statement.sql)?;
+                    sqlite_placeholders(&statement.sql, statement.params.len())?;
                 }
                 self.bounded(async {
                     let mut conn = pool.acquire().await.map_err(sql_error)?;
@@ -495,12 +495,15 @@ fn changes_sqlite_session(sql: &str) -> bool {
     mentions(sql, b"pragma") || mentions(sql, b"temp")
 }
 
-/// Refuses a SQLite statement with a placeholder `$0` (or `$00`, `$0x`):
-/// placeholders count from `$1`, and sqlx's driver fails on its thread when
-/// asked to bind a zero. Text in quotes and comments is skipped.
-fn no_zero_placeholder(sql: &str) -> Result<(), SqlError> {
+/// Checks a SQLite statement's `$N` placeholders against the `given`
+/// parameters, as Postgres does: they count from `$1` (sqlx's driver fails
+/// on its thread when asked to bind a zero), and the highest must be the
+/// number of parameters (SQLite would bind a missing one as NULL without a
+/// word). A statement with other placeholders (`?`, `:name`, `@name`) is
+/// left to SQLite. Text in quotes and comments is skipped.
+fn sqlite_placeholders(sql: &str, given: usize) -> Result<(), SqlError> {
     let bytes = sql.as_bytes();
-    let mut at = 0;
+    let (mut at, mut highest, mut others) = (0, 0usize, false);
     while at < bytes.len() {
         let rest = &bytes[at..];
         let skip_to = |end: &[u8], from: usize| {
@@ -514,17 +517,38 @@ fn no_zero_placeholder(sql: &str) -> Result<(), SqlError> {
             b'[' => skip_to(b"]", 1),
             b'-' if rest.starts_with(b"--") => skip_to(b"\n", 2),
             b'/' if rest.starts_with(b"/*") => skip_to(b"*/", 2),
-            b'$' if rest.get(1) == Some(&b'0') => {
-                let digits = rest[1..].iter().take_while(|b| b.is_ascii_digit());
-                if digits.clone().all(|d| *d == b'0') {
+            b'$' if rest.get(1).is_some_and(u8::is_ascii_digit) => {
+                let digits = rest[1..].iter().take_while(|b| b.is_ascii_digit()).count();
+                let n = rest[1..=digits].iter().fold(0usize, |n, d| {
+                    n.saturating_mul(10).saturating_add(usize::from(d - b'0'))
+                });
+                if n == 0 {
                     return Err(SqlError::BadStatement(
                         "placeholders are numbered from $1; `$0` names no parameter".to_owned(),
                     ));
                 }
+                highest = highest.max(n);
+                at + 1 + digits
+            }
+            b'?' | b'$' => {
+                others = true;
+                at + 1
+            }
+            b':' | b'@'
+                if rest
+                    .get(1)
+                    .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
+            {
+                others = true;
                 at + 1
             }
             _ => at + 1,
         };
+    }
+    if !others && highest != given {
+        return Err(SqlError::BadStatement(format!(
+            "the statement has {highest} placeholder(s) but {given} parameter(s) were given"
+        )));
     }
     Ok(())
 }
@@ -713,11 +737,16 @@ async fn ping_when_idle(
 /// that its client is still there: a statement whose connection the host
 /// closed (see [`Database::on_postgres`]) stops instead of running on.
 async fn watch_client(conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
-    if conn.server_version_num().is_some_and(|v| v >= 140_000) {
+    if watches_client(conn) {
         conn.execute("SET client_connection_check_interval = 1000")
             .await?;
     }
     Ok(())
+}
+
+/// Whether the server checks for a closed client (Postgres 14 and later).
+fn watches_client(conn: &sqlx::PgConnection) -> bool {
+    conn.server_version_num().is_some_and(|v| v >= 140_000)
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
@@ -1178,12 +1207,21 @@ mod tests {
 
     #[test]
     fn a_zero_placeholder_is_refused_outside_quotes_and_comments() {
-        assert!(no_zero_placeholder("SELECT $0").is_err());
-        assert!(no_zero_placeholder("SELECT $1, $00").is_err());
-        assert!(no_zero_placeholder("SELECT $0x").is_err());
-        assert!(no_zero_placeholder("SELECT $1, $10, ?1").is_ok());
-        assert!(no_zero_placeholder("SELECT '$0.99', \"$0\", [$0] -- $0\n /* $0 */").is_ok());
-        assert!(no_zero_placeholder("SELECT 'it''s $0'").is_ok());
+        assert!(sqlite_placeholders("SELECT $0", 0).is_err());
+        assert!(sqlite_placeholders("SELECT $1, $00", 1).is_err());
+        assert!(sqlite_placeholders("SELECT $0x", 0).is_err());
+        assert!(sqlite_placeholders("SELECT $1, $10, ?1", 2).is_ok());
+        assert!(sqlite_placeholders("SELECT '$0.99', \"$0\", [$0] -- $0\n /* $0 */", 0).is_ok());
+        assert!(sqlite_placeholders("SELECT 'it''s $0'", 0).is_ok());
+        // The highest placeholder is the number of parameters.
+        assert!(sqlite_placeholders("VALUES ($1, $2)", 2).is_ok());
+        assert!(sqlite_placeholders("VALUES ($2, $1, $2)", 2).is_ok());
+        let error = sqlite_placeholders("VALUES ($1, $2)", 1).unwrap_err();
+        assert!(matches!(error, SqlError::BadStatement(m) if m.contains("2 placeholder(s) but 1")));
+        assert!(sqlite_placeholders("SELECT 1", 1).is_err());
+        assert!(sqlite_placeholders("SELECT $99999999999999999999999", 1).is_err());
+        // Other kinds are SQLite's to count.
+        assert!(sqlite_placeholders("SELECT :name, @n, ?", 1).is_ok());
     }
 
     #[test]
