@@ -55,8 +55,8 @@ impl Error {
         }
     }
 
-    /// Whether the same attempt may succeed later by itself: a database
-    /// that could not be reached.
+    /// Whether the same attempt may succeed later by itself: in a plugin's
+    /// load, a database its migrations could not reach.
     pub fn may_pass(&self) -> bool {
         matches!(self, Error::Database { .. })
     }
