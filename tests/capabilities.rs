@@ -469,7 +469,8 @@ async fn postgres_values_map_to_the_nearest_value() {
         "app",
         "pg",
         "SELECT 'infinity'::timestamptz AS a, '-infinity'::timestamp AS b, \
-         'infinity'::date AS c, '-infinity'::date AS d, $1::char(3) AS e",
+         'infinity'::date AS c, '-infinity'::date AS d, $1::char(3) AS e, \
+         ARRAY[1, NULL]::int4[] AS f, ARRAY['x', NULL] AS g",
         json!([{"text": "abc"}]),
     )
     .await)
@@ -481,7 +482,9 @@ async fn postgres_values_map_to_the_nearest_value() {
             {"text": "-infinity"},
             {"text": "infinity"},
             {"text": "-infinity"},
-            {"text": "abc"}
+            {"text": "abc"},
+            {"text": "[1,null]"},
+            {"text": "[\"x\",null]"}
         ])
     );
 

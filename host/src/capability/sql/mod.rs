@@ -1084,26 +1084,27 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
             })
         }
         "TIME" => text(row.try_get::<chrono::NaiveTime, _>(i).map_err(get)?.to_string()),
+        // A NULL element is JSON's null.
         "INT2[]" | "INT4[]" | "INT8[]" => {
-            let values: Vec<i64> = match column.type_info().name() {
+            let values: Vec<Option<i64>> = match column.type_info().name() {
                 "INT2[]" => row
-                    .try_get::<Vec<i16>, _>(i)
+                    .try_get::<Vec<Option<i16>>, _>(i)
                     .map_err(get)?
                     .into_iter()
-                    .map(i64::from)
+                    .map(|v| v.map(i64::from))
                     .collect(),
                 "INT4[]" => row
-                    .try_get::<Vec<i32>, _>(i)
+                    .try_get::<Vec<Option<i32>>, _>(i)
                     .map_err(get)?
                     .into_iter()
-                    .map(i64::from)
+                    .map(|v| v.map(i64::from))
                     .collect(),
                 _ => row.try_get(i).map_err(get)?,
             };
             text(serde_json::to_string(&values).unwrap_or_default())
         }
         "TEXT[]" | "VARCHAR[]" => {
-            let values: Vec<String> = row.try_get(i).map_err(get)?;
+            let values: Vec<Option<String>> = row.try_get(i).map_err(get)?;
             text(serde_json::to_string(&values).unwrap_or_default())
         }
         other => row.try_get::<String, _>(i).map(Value::Text).map_err(|_| {
