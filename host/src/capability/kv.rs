@@ -206,33 +206,27 @@ impl Store {
         let limit = i64::from(limit.min(MAX_LIST));
         // Keys compare bytewise on both databases, so the keys with the
         // prefix are those from it up to (not with) its successor: the
-        // index reads only them, however many keys follow.
+        // index reads only them, however many keys follow. A prefix with no
+        // successor ends past the longest key there can be.
         const SQL: &str = "SELECT key FROM gatehouse_kv \
              WHERE namespace = $1 AND key >= $2 AND key < $6 \
                AND substr(key, 1, CAST($3 AS INTEGER)) = $2 \
                AND (expires_at IS NULL OR expires_at > $4) \
              ORDER BY key LIMIT $5";
-        const SQL_ALL: &str = "SELECT key FROM gatehouse_kv \
-             WHERE namespace = $1 AND key >= $2 AND substr(key, 1, CAST($3 AS INTEGER)) = $2 \
-               AND (expires_at IS NULL OR expires_at > $4) \
-             ORDER BY key LIMIT $5";
         // At most MAX_KEY_BYTES: an INTEGER on both databases.
         let prefix_chars = prefix.chars().count() as i32;
-        let end = successor(prefix);
-        let sql = if end.is_some() { SQL } else { SQL_ALL };
+        let end = successor(prefix)
+            .unwrap_or_else(|| char::MAX.to_string().repeat(MAX_KEY_BYTES / 4 + 1));
         let rows: Vec<(String,)> = on_pool!(self.database, |pool| {
-            let query = sqlx::query_as(sql)
+            sqlx::query_as(SQL)
                 .bind(&*self.namespace)
                 .bind(prefix)
                 .bind(prefix_chars)
                 .bind(now_ms())
-                .bind(limit);
-            match &end {
-                Some(end) => query.bind(end.as_str()),
-                None => query,
-            }
-            .fetch_all(pool)
-            .await
+                .bind(limit)
+                .bind(end.as_str())
+                .fetch_all(pool)
+                .await
         })
         .map_err(kv_error)?;
         Ok(rows.into_iter().map(|(key,)| key).collect())

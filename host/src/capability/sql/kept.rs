@@ -33,7 +33,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -153,11 +153,10 @@ pub async fn reset(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
         UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; DISCARD SEQUENCES";
     // `RESET ALL` undoes what the pool set when it connected: set again in
     // the same round trip.
-    const RESET_WATCHED: &str = "ROLLBACK; CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; \
-        RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; \
-        DISCARD SEQUENCES; SET client_connection_check_interval = 1000";
+    static RESET_WATCHED: LazyLock<String> =
+        LazyLock::new(|| format!("{RESET}; {}", super::WATCH_CLIENT));
     let sql = if super::watches_client(conn) {
-        RESET_WATCHED
+        RESET_WATCHED.as_str()
     } else {
         RESET
     };

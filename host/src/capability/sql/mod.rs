@@ -738,11 +738,13 @@ async fn ping_when_idle(
 /// closed (see [`Database::on_postgres`]) stops instead of running on.
 async fn watch_client(conn: &mut sqlx::PgConnection) -> std::result::Result<(), sqlx::Error> {
     if watches_client(conn) {
-        conn.execute("SET client_connection_check_interval = 1000")
-            .await?;
+        conn.execute(WATCH_CLIENT).await?;
     }
     Ok(())
 }
+
+/// Has the server check every second for a closed client.
+const WATCH_CLIENT: &str = "SET client_connection_check_interval = 1000";
 
 /// Whether the server checks for a closed client (Postgres 14 and later).
 fn watches_client(conn: &sqlx::PgConnection) -> bool {
