@@ -735,6 +735,78 @@ async fn a_client_that_stops_taking_its_response_is_cut_after_send_timeout() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_sending_its_body_is_cut_off_after_body_timeout() {
+    let site = hello_site();
+    let server = site.serve_config(
+        "[[listener]]\naddr = \"127.0.0.1:0\"\n[admin]\naddr = \"127.0.0.1:0\"\n\
+         [limits]\nbody_timeout_ms = 1000\n",
+        &[],
+    );
+    ready(&server).await;
+
+    // Sends `head` and the first piece of its body, then nothing: the
+    // answer and the end of the connection must come well before the
+    // plugin's own 30 s deadline.
+    async fn stall(addr: &str, head: &str, piece: &str) -> String {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(format!("{head}{piece}").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(8), tcp.read_to_end(&mut answer))
+            .await
+            .expect("the stalled body was not cut off")
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    // Chunked: the host reads the body before the plugin runs, and says 408.
+    let started = Instant::now();
+    let answer = stall(
+        &server.addr,
+        "POST /hello/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "3\r\nabc\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("nothing came for 1000 ms"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+
+    // Declared length: the plugin reads it as it comes, and its read fails.
+    let answer = stall(
+        &server.addr,
+        "POST /hello/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n",
+        "abc",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 5"), "{answer}");
+
+    // A slow but steady client keeps going past the timeout: the clock
+    // starts again with every piece.
+    let mut tcp = TcpStream::connect(&server.addr).await.unwrap();
+    tcp.write_all(
+        b"POST /hello/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    for piece in [b"ab", b"cd", b"ef", b"gh"] {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        tcp.write_all(piece).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(8), tcp.read_to_end(&mut answer))
+        .await
+        .unwrap()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\r\nabcdefgh\r\n"), "{answer}");
+
+    let stats = server.admin_json("/stats").await;
+    assert_eq!(stats["edge"]["body_timeouts"], 2, "{stats}");
+}
+
+#[tokio::test]
 async fn http2_limits_are_advertised_in_the_server_settings() {
     let site = hello_site();
     let server = site.serve_config(

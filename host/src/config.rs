@@ -279,6 +279,10 @@ pub struct LimitsConfig {
     /// A connection whose client takes none of a response body for this
     /// long is closed (nginx's `send_timeout`).
     pub send_timeout_ms: u64,
+    /// A request body whose client sends none of the rest for this long is
+    /// cut off (nginx's `client_body_timeout`): 408 before a plugin runs,
+    /// `connection-read-timeout` to a plugin reading it.
+    pub body_timeout_ms: u64,
     /// The largest request head, in bytes (431 beyond).
     pub max_header_bytes: usize,
     /// The largest request body, in bytes (413 beyond), chunked or not.
@@ -295,6 +299,7 @@ impl Default for LimitsConfig {
             header_timeout_ms: 10_000,
             idle_timeout_ms: 75_000,
             send_timeout_ms: 60_000,
+            body_timeout_ms: 60_000,
             max_header_bytes: 16_384,
             max_body_bytes: 1 << 20,
             h2_max_concurrent_streams: 128,
@@ -552,6 +557,12 @@ impl Config {
                 "[limits] send_timeout_ms must be at least 1000: a client on a slow link may take a second to make room"
                     .to_owned(),
             );
+        }
+        if self.limits.body_timeout_ms < 1000 {
+            return Err(format!(
+                "[limits] body_timeout_ms = {} would cut off clients on a slow link between two packets; use at least 1000 (the default is 60000)",
+                self.limits.body_timeout_ms
+            ));
         }
         let realtime = &self.realtime;
         if realtime.max_message_bytes == 0

@@ -34,6 +34,9 @@ pub struct Stats {
     /// Connections cut because the client took none of its response for
     /// `send_timeout_ms`.
     pub send_timeouts: AtomicU64,
+    /// Request bodies cut off because the client sent none of the rest for
+    /// `body_timeout_ms`.
+    pub body_timeouts: AtomicU64,
     /// TLS handshakes that failed.
     pub tls_handshake_failures: AtomicU64,
     /// PROXY protocol headers that were missing or malformed.

@@ -33,6 +33,7 @@ pub mod listener;
 pub mod plugin;
 pub mod proxy;
 pub mod proxy_protocol;
+pub mod request_body;
 pub mod router;
 pub mod server;
 pub mod shutdown;

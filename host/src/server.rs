@@ -7,6 +7,7 @@ use crate::firewall::{Firewall, Stats};
 use crate::listener::{Connection, Edge};
 use crate::plugin::mounts::Mounts;
 use crate::proxy::{self, Forwarding};
+use crate::request_body::{self, BodyError};
 use crate::router::{self, Action};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use hyper::body::Incoming;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Any error a response body can end with.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -99,7 +100,7 @@ pub async fn handle(
 
 /// The request a plugin gets: its body streamed or, when it came chunked,
 /// read whole within the body limit.
-type PluginRequest = Request<UnsyncBoxBody<Bytes, hyper::Error>>;
+type PluginRequest = Request<UnsyncBoxBody<Bytes, BodyError>>;
 
 /// The edge's phases before routing; `Err` is the answer that ends the request.
 async fn filter(
@@ -146,7 +147,13 @@ async fn filter(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
-        let _ = read_within(request.into_body(), limit).await;
+        let body = request_body::Timed::new(
+            request.into_body(),
+            Duration::from_millis(edge.limits.body_timeout_ms),
+            server.firewall.load_full(),
+            client,
+        );
+        let _ = read_within(body, limit).await;
         return Err(body_too_large(firewall, limit));
     }
     Ok((request, client))
@@ -165,21 +172,32 @@ fn body_too_large(firewall: &Firewall, limit: u64) -> Response<Body> {
 /// sees a byte.
 async fn plugin_body(
     request: Request<Incoming>,
-    limit: u64,
-    firewall: &Firewall,
+    (limit, timeout): (u64, Duration),
+    firewall: &Arc<Firewall>,
+    client: IpAddr,
 ) -> Result<PluginRequest, Response<Body>> {
     let declared = request.headers().contains_key(http::header::CONTENT_LENGTH);
-    let request = match declared {
-        true => request.map(BodyExt::boxed_unsync),
-        false if request.body().is_end_stream() => request.map(BodyExt::boxed_unsync),
+    let (parts, body) = request.into_parts();
+    let streamed = declared || body.is_end_stream();
+    let body = request_body::Timed::new(body, timeout, firewall.clone(), client);
+    let request = match streamed {
+        true => Request::from_parts(parts, body.boxed_unsync()),
         false => {
             // Chunked: read it whole, up to the limit, to answer 413 before
             // the plugin sees a byte.
-            let (parts, body) = request.into_parts();
             let bytes = match read_within(body, limit).await {
                 Ok(bytes) => bytes,
-                Err(BodyError::TooLarge) => return Err(body_too_large(firewall, limit)),
-                Err(BodyError::Broken) => {
+                Err(Unread::TooLarge) => return Err(body_too_large(firewall, limit)),
+                Err(Unread::Broken(BodyError::TimedOut(_))) => {
+                    return Err(text(
+                        StatusCode::REQUEST_TIMEOUT,
+                        format!(
+                            "the request body stalled: nothing came for {} ms",
+                            timeout.as_millis()
+                        ),
+                    ));
+                }
+                Err(Unread::Broken(BodyError::Client(_))) => {
                     return Err(text(
                         StatusCode::BAD_REQUEST,
                         "the request body was cut off",
@@ -198,23 +216,21 @@ async fn plugin_body(
 }
 
 /// Why a chunked body was not read.
-enum BodyError {
+enum Unread {
     TooLarge,
-    Broken,
+    Broken(BodyError),
 }
 
 /// Reads a body of at most `limit` bytes. Past the limit it goes on reading
 /// and dropping what the client sends (for up to a second, at most four
 /// times the limit) so that the 413 reaches a client still sending, rather
 /// than a reset.
-async fn read_within(mut body: Incoming, limit: u64) -> Result<Bytes, BodyError> {
+async fn read_within(mut body: request_body::Timed, limit: u64) -> Result<Bytes, Unread> {
     let mut kept = bytes::BytesMut::new();
     let mut seen: u64 = 0;
     let mut drain_until = None;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else {
-            return Err(BodyError::Broken);
-        };
+        let frame = frame.map_err(Unread::Broken)?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
@@ -230,7 +246,7 @@ async fn read_within(mut body: Incoming, limit: u64) -> Result<Bytes, BodyError>
         }
     }
     if seen > limit {
-        Err(BodyError::TooLarge)
+        Err(Unread::TooLarge)
     } else {
         Ok(kept.freeze())
     }
@@ -349,7 +365,10 @@ async fn dispatch(
         return response;
     }
 
-    let limit = edge.limits.max_body_bytes;
+    let body_limits = (
+        edge.limits.max_body_bytes,
+        Duration::from_millis(edge.limits.body_timeout_ms),
+    );
     // The action owns what it uses: the future must not borrow from here.
     let (method_owned, path_owned) = (method.clone(), path.to_owned());
     let answer = action.clone();
@@ -377,7 +396,7 @@ async fn dispatch(
                         .await;
                     }
                 }
-                let request = match plugin_body(request, limit, &firewall).await {
+                let request = match plugin_body(request, body_limits, &firewall, client).await {
                     Ok(request) => request,
                     Err(response) => return response,
                 };
@@ -390,8 +409,11 @@ async fn dispatch(
                     peer_trusted: firewall.is_trusted(connection.peer),
                     tls: connection.tls,
                 };
-                let request = request
-                    .map(|body| http_body_util::Limited::new(body, limit as usize).boxed_unsync());
+                let (limit, timeout) = body_limits;
+                let request = request.map(|body| {
+                    let body = request_body::Timed::new(body, timeout, firewall.clone(), client);
+                    http_body_util::Limited::new(body, limit as usize).boxed_unsync()
+                });
                 proxy::forward(pool, request, &from).await
             }
             Action::Static(folder) => folder.serve(request).await,

@@ -66,6 +66,7 @@ fn limits_that_would_stop_every_request_are_refused_with_the_fix() {
         ("header_timeout_ms = 0", "use at least 100"),
         ("idle_timeout_ms = 0", "use at least 100"),
         ("h2_max_concurrent_streams = 0", "use at least 1"),
+        ("body_timeout_ms = 10", "use at least 1000"),
     ] {
         let text = format!("[limits]\n{limits}\n");
         let error = Config::parse(&text, Path::new("g.toml"))
