@@ -198,3 +198,38 @@ async fn a_config_file_found_at_start_that_goes_missing_keeps_its_config_serving
         .wait_body("/", 200, "version b", Duration::from_secs(10))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deny_added_by_a_reload_reaches_connections_already_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let site = Site::new();
+    folders(&site);
+    let server = site.serve_config(&routes_to("a"), &[]);
+    server
+        .wait_body("/", 200, "version a", Duration::from_secs(5))
+        .await;
+    let mut kept = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    // One request on the kept connection; its status line.
+    async fn ask(kept: &mut tokio::net::TcpStream) -> String {
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        answer.lines().next().unwrap_or_default().to_owned()
+    }
+    assert_eq!(ask(&mut kept).await, "HTTP/1.1 200 OK");
+
+    write_config(
+        &site,
+        &format!("{}[firewall]\ndeny = [\"127.0.0.1/32\"]\n", routes_to("a")),
+    );
+    server.wait_log("config reloaded", Duration::from_secs(10));
+    assert_eq!(ask(&mut kept).await, "HTTP/1.1 403 Forbidden");
+    let stats = server.admin_json("/stats").await;
+    assert_eq!(stats["edge"]["requests_denied"], 1, "{stats}");
+}

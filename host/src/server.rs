@@ -111,11 +111,14 @@ async fn filter(
 ) -> Result<(Request<Incoming>, IpAddr), Response<Body>> {
     let firewall = &*server.firewall.load();
     let client = firewall.client_ip(connection.peer, request.headers());
-    if client != connection.peer && !firewall.permits(client) {
+    // Every request, not only a connection's first: a deny added by a
+    // reload reaches keep-alive and HTTP/2 connections already open.
+    if !firewall.permits(client) {
         Stats::count(&firewall.stats.requests_denied);
-        firewall
-            .log
-            .warn(|| format!("denied a request forwarded for {client}"));
+        firewall.log.warn(|| match client == connection.peer {
+            true => format!("denied a request from {client}"),
+            false => format!("denied a request forwarded for {client}"),
+        });
         return Err(text(StatusCode::FORBIDDEN, "forbidden"));
     }
     if let Err(wait) = firewall.check_rate(client) {
