@@ -25,6 +25,17 @@ fn routes_to(folder: &str) -> String {
     config_with(&format!("[[route]]\nstatic = \"{folder}\"\n"))
 }
 
+/// A server routing every path to folder `a`, once it serves it.
+async fn serving_a() -> (Site, Server) {
+    let site = Site::new();
+    folders(&site);
+    let server = site.serve_config(&routes_to("a"), &[]);
+    server
+        .wait_body("/", 200, "version a", Duration::from_secs(5))
+        .await;
+    (site, server)
+}
+
 fn sighup(server: &Server) {
     let status = std::process::Command::new("kill")
         .args(["-HUP", &server.child.id().to_string()])
@@ -35,12 +46,7 @@ fn sighup(server: &Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_under_load_fails_no_request() {
-    let site = Site::new();
-    folders(&site);
-    let server = site.serve_config(&routes_to("a"), &[]);
-    server
-        .wait_body("/", 200, "version a", Duration::from_secs(5))
-        .await;
+    let (site, server) = serving_a().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -103,12 +109,7 @@ async fn a_reload_under_load_fails_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_reload_keeps_the_old_config_serving() {
-    let site = Site::new();
-    folders(&site);
-    let server = site.serve_config(&routes_to("a"), &[]);
-    server
-        .wait_body("/", 200, "version a", Duration::from_secs(5))
-        .await;
+    let (site, server) = serving_a().await;
 
     write_config(
         &site,
@@ -139,12 +140,7 @@ async fn a_bad_reload_keeps_the_old_config_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_opens_and_closes_listeners() {
-    let site = Site::new();
-    folders(&site);
-    let server = site.serve_config(&routes_to("a"), &[]);
-    server
-        .wait_body("/", 200, "version a", Duration::from_secs(5))
-        .await;
+    let (site, server) = serving_a().await;
     let extra = crate::upstream::dead_port();
     write_config(
         &site,
@@ -202,12 +198,7 @@ async fn a_config_file_found_at_start_that_goes_missing_keeps_its_config_serving
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deny_added_by_a_reload_reaches_connections_already_open() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let site = Site::new();
-    folders(&site);
-    let server = site.serve_config(&routes_to("a"), &[]);
-    server
-        .wait_body("/", 200, "version a", Duration::from_secs(5))
-        .await;
+    let (site, server) = serving_a().await;
     let mut kept = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
     // One request on the kept connection; its status line.
     async fn ask(kept: &mut tokio::net::TcpStream) -> String {
