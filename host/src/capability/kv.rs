@@ -281,14 +281,32 @@ const INCREMENT_POSTGRES: &str = "INSERT INTO gatehouse_kv (namespace, key, valu
        expires_at = CASE WHEN gatehouse_kv.expires_at <= $4 THEN NULL ELSE gatehouse_kv.expires_at END \
      RETURNING value";
 
-/// Deletes expired entries of every plugin; run now and then.
+/// Expired entries deleted per statement by [`sweep`].
+const SWEEP_BATCH: i64 = 1000;
+
+/// Deletes expired entries of every plugin; run now and then. It deletes
+/// them [`SWEEP_BATCH`] at a time, letting other work run in between: one
+/// statement over a million expired keys would hold SQLite's write lock
+/// (and their usage triggers) for seconds, and plugins' writes would wait
+/// on it or time out.
 pub async fn sweep(database: &Database) -> Result<u64, sqlx::Error> {
-    const SQL: &str = "DELETE FROM gatehouse_kv WHERE expires_at <= $1";
-    on_pool!(database, |pool| sqlx::query(SQL)
-        .bind(now_ms())
-        .execute(pool)
-        .await
-        .map(|done| done.rows_affected()))
+    const SQL: &str = "DELETE FROM gatehouse_kv WHERE (namespace, key) IN \
+         (SELECT namespace, key FROM gatehouse_kv WHERE expires_at <= $1 LIMIT $2)";
+    let now = now_ms();
+    let mut swept = 0;
+    loop {
+        let done = on_pool!(database, |pool| sqlx::query(SQL)
+            .bind(now)
+            .bind(SWEEP_BATCH)
+            .execute(pool)
+            .await
+            .map(|done| done.rows_affected()))?;
+        swept += done;
+        if done < SWEEP_BATCH as u64 {
+            return Ok(swept);
+        }
+        tokio::task::yield_now().await;
+    }
 }
 
 /// The least string past every string that starts with `prefix`, in
@@ -347,6 +365,41 @@ fn kv_error_of(error: super::bindings::gatehouse::plugin::sql::Error) -> KvError
 #[cfg(test)]
 mod tests {
     use super::successor;
+    use crate::capability::sql::Databases;
+
+    #[tokio::test]
+    async fn the_sweep_deletes_every_expired_entry_in_batches_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let databases = Databases::open(&Default::default(), dir.path(), None).unwrap();
+        let host = databases.host();
+        crate::capability::migrations::migrate_host(host)
+            .await
+            .unwrap();
+        let expired = 2 * super::SWEEP_BATCH + 17;
+        on_pool!(host, |pool| sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+             INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
+             SELECT 'p', 'old' || i, x'00', 1 FROM n \
+             UNION ALL SELECT 'p', 'live', x'0000', NULL \
+             UNION ALL SELECT 'q', 'later', x'00', 9223372036854775807"
+        )
+        .bind(expired)
+        .execute(pool)
+        .await
+        .map(|done| done.rows_affected()))
+        .unwrap();
+        assert_eq!(super::sweep(host).await.unwrap(), expired as u64);
+        let left: Vec<(String, i64)> = on_pool!(host, |pool| sqlx::query_as(
+            "SELECT k.key, u.bytes FROM gatehouse_kv k \
+             JOIN gatehouse_kv_usage u USING (namespace) ORDER BY k.key"
+        )
+        .fetch_all(pool)
+        .await)
+        .unwrap();
+        // `live` (4 + 2 bytes) and `later` (5 + 1): the usage counts only them.
+        assert_eq!(left, [("later".to_owned(), 6), ("live".to_owned(), 6)]);
+        assert_eq!(super::sweep(host).await.unwrap(), 0);
+    }
 
     #[test]
     fn the_successor_of_a_prefix_bounds_the_keys_that_start_with_it() {
