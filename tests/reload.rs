@@ -36,6 +36,26 @@ async fn serving_a() -> (Site, Server) {
     (site, server)
 }
 
+/// Asks for `/` on a kept connection: the status line, or "" when the
+/// server closed the connection instead.
+async fn ask(kept: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if kept
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return String::new();
+    }
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut buf))
+        .await
+        .expect("an answer or the end of the connection")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
 fn sighup(server: &Server) {
     let status = std::process::Command::new("kill")
         .args(["-HUP", &server.child.id().to_string()])
@@ -197,22 +217,8 @@ async fn a_config_file_found_at_start_that_goes_missing_keeps_its_config_serving
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deny_added_by_a_reload_reaches_connections_already_open() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (site, server) = serving_a().await;
     let mut kept = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
-    // One request on the kept connection; its status line.
-    async fn ask(kept: &mut tokio::net::TcpStream) -> String {
-        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = vec![0u8; 4096];
-        let n = tokio::time::timeout(Duration::from_secs(5), kept.read(&mut buf))
-            .await
-            .unwrap()
-            .unwrap();
-        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
-        answer.lines().next().unwrap_or_default().to_owned()
-    }
     assert_eq!(ask(&mut kept).await, "HTTP/1.1 200 OK");
 
     write_config(
@@ -223,4 +229,55 @@ async fn a_deny_added_by_a_reload_reaches_connections_already_open() {
     assert_eq!(ask(&mut kept).await, "HTTP/1.1 403 Forbidden");
     let stats = server.admin_json("/stats").await;
     assert_eq!(stats["edge"]["requests_denied"], 1, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_open_connection_counts_and_rate_allowances() {
+    let site = Site::new();
+    folders(&site);
+    let config = |deny: &str| {
+        format!(
+            "{}[firewall]\nmax_connections_per_ip = 2\nrate = {{ per_ip = \"1/m\", burst = 3 }}\ndeny = [{deny}]\n",
+            routes_to("a")
+        )
+    };
+    let server = site.serve_config(&config(""), &[]);
+    let connect = || tokio::net::TcpStream::connect(&server.addr);
+    let mut a = connect().await.unwrap();
+    assert_eq!(ask(&mut a).await, "HTTP/1.1 200 OK");
+    let mut b = connect().await.unwrap();
+    assert_eq!(ask(&mut b).await, "HTTP/1.1 200 OK");
+    assert_eq!(
+        ask(&mut connect().await.unwrap()).await,
+        "",
+        "a third connection"
+    );
+
+    // A reload that changes the firewall, but neither limit.
+    write_config(&site, &config("\"203.0.113.0/24\""));
+    server.wait_log("config reloaded", Duration::from_secs(10));
+    assert_eq!(
+        ask(&mut connect().await.unwrap()).await,
+        "",
+        "a third connection after the reload"
+    );
+    drop(b);
+    let mut c = None;
+    for _ in 0..50 {
+        // The closed connection's place is freed once the server sees it go.
+        let mut next = connect().await.unwrap();
+        let status = ask(&mut next).await;
+        if !status.is_empty() {
+            assert_eq!(status, "HTTP/1.1 200 OK");
+            c = Some(next);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        c.is_some(),
+        "the place of the closed connection was not freed"
+    );
+    // That was the third request of a burst of 3 a minute.
+    assert_eq!(ask(&mut a).await, "HTTP/1.1 429 Too Many Requests");
 }

@@ -3,7 +3,7 @@
 //! client address is the socket peer's, unless the peer is a trusted proxy
 //! that says otherwise (PROXY protocol, X-Forwarded-For).
 
-use crate::config::{Cidr, FirewallConfig};
+use crate::config::{Cidr, FirewallConfig, RateConfig};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -66,11 +66,14 @@ pub struct Firewall {
     allow: Vec<Cidr>,
     deny: Vec<Cidr>,
     trusted: Vec<Cidr>,
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// `rate` and its per-client state, shared with the firewall a reload
+    /// replaced when `rate` did not change.
+    limiter: Option<(RateConfig, Arc<DefaultKeyedRateLimiter<IpAddr>>)>,
     max_connections: usize,
     max_per_ip: usize,
-    /// Open connections by client address, and in all.
-    open: Mutex<(HashMap<IpAddr, usize>, usize)>,
+    /// Open connections by client address, and in all; shared with the
+    /// firewall a reload replaced, whose connections are still open.
+    open: Arc<Mutex<(HashMap<IpAddr, usize>, usize)>>,
     /// The counters; kept across config reloads.
     pub stats: Arc<Stats>,
     /// Log lines about refusals, throttled.
@@ -80,17 +83,33 @@ pub struct Firewall {
 impl Firewall {
     /// Builds the firewall from `[firewall]` (already validated).
     pub fn new(config: &FirewallConfig) -> Firewall {
-        Firewall::with_stats(config, Arc::default())
+        Firewall::build(config, None)
     }
 
-    /// Builds the firewall from `[firewall]`, counting into `stats`.
-    pub fn with_stats(config: &FirewallConfig, stats: Arc<Stats>) -> Firewall {
-        let limiter = config.rate.as_ref().and_then(|rate| {
+    /// The firewall of a reloaded `[firewall]` that replaces `previous`. It
+    /// keeps counting into the same stats and the same open connections (so
+    /// `max_connections_per_ip` still sees those opened before), and keeps
+    /// each client's rate-limit allowance when `rate` is unchanged.
+    pub fn after(config: &FirewallConfig, previous: &Firewall) -> Firewall {
+        Firewall::build(config, Some(previous))
+    }
+
+    fn build(config: &FirewallConfig, previous: Option<&Firewall>) -> Firewall {
+        let kept = previous
+            .and_then(|p| p.limiter.as_ref())
+            .filter(|(rate, _)| Some(rate) == config.rate.as_ref())
+            .cloned();
+        let limiter = kept.or_else(|| {
+            let rate = config.rate.as_ref()?;
             let (count, period) = rate.parse().ok()?;
             let burst = NonZeroU32::new(rate.burst.unwrap_or(count)).unwrap_or(NonZeroU32::MIN);
             let quota = Quota::with_period(period / count)?.allow_burst(burst);
-            Some(RateLimiter::keyed(quota))
+            Some((rate.clone(), Arc::new(RateLimiter::keyed(quota))))
         });
+        let (open, stats) = match previous {
+            Some(previous) => (previous.open.clone(), previous.stats.clone()),
+            None => Default::default(),
+        };
         Firewall {
             allow: config.allow.clone(),
             deny: config.deny.clone(),
@@ -98,7 +117,7 @@ impl Firewall {
             limiter,
             max_connections: config.max_connections.unwrap_or(usize::MAX),
             max_per_ip: config.max_connections_per_ip.unwrap_or(usize::MAX),
-            open: Mutex::default(),
+            open,
             stats,
             log: ThrottledLog::new(Duration::from_secs(1)),
         }
@@ -146,7 +165,7 @@ impl Firewall {
 
     /// Takes one request from `ip`'s allowance, or says how long to wait.
     pub fn check_rate(&self, ip: IpAddr) -> Result<(), Duration> {
-        let Some(limiter) = &self.limiter else {
+        let Some((_, limiter)) = &self.limiter else {
             return Ok(());
         };
         limiter.check_key(&canonical(ip)).map_err(|not_until| {
@@ -159,7 +178,7 @@ impl Firewall {
     /// Forgets rate-limit state of addresses that have been quiet; call now
     /// and then so the table does not grow without bound.
     pub fn forget_quiet_clients(&self) {
-        if let Some(limiter) = &self.limiter {
+        if let Some((_, limiter)) = &self.limiter {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }

@@ -180,8 +180,8 @@ impl Site {
 
         // Commit: nothing below can fail.
         let firewall = if first || old.firewall != config.firewall {
-            let stats = self.server.firewall.load().stats.clone();
-            let firewall = Arc::new(Firewall::with_stats(&config.firewall, stats));
+            let previous = self.server.firewall.load();
+            let firewall = Arc::new(Firewall::after(&config.firewall, &previous));
             self.server.firewall.store(firewall.clone());
             firewall
         } else {
