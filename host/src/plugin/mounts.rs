@@ -440,10 +440,12 @@ impl Mounts {
                 let plugin = mounted.plugins.get(name);
                 Report {
                     name: name.clone(),
-                    state: if plugin.is_some() {
-                        "serving"
-                    } else {
-                        "failed"
+                    state: match (plugin, &status.last_error) {
+                        (Some(_), _) => "serving",
+                        (None, Some(_)) => "failed",
+                        // Found, and its first load (a build, migrations)
+                        // has not ended yet.
+                        (None, None) => "loading",
                     },
                     routes: mounted.table.routes_of(name),
                     sha256: plugin.map(|p| p.sha256.clone()),
