@@ -1880,3 +1880,63 @@ async fn a_plugin_whose_migrations_find_its_database_down_loads_once_it_is_back(
     assert_eq!(rows["rows"], json!([[{"integer": 0}]]));
     run(&server, &plugin, "pg", &format!("DROP TABLE {plugin}")).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hosts_loading_one_plugin_apply_its_migration_once() {
+    // Two hosts of a fleet on one Postgres, starting together with the same
+    // plugin: its migration runs once, and both serve it.
+    let plugin = table("fleet");
+    let sites = [Site::new(), Site::new()];
+    for site in &sites {
+        let migrations = site.dir.path().join("fleet-migrations");
+        std::fs::create_dir(&migrations).unwrap();
+        // The sleep keeps the first host inside its migration while the
+        // second starts its own.
+        std::fs::write(
+            migrations.join("0001_fleet.sql"),
+            format!(
+                "SELECT pg_sleep(1); CREATE TABLE {plugin} (x INTEGER); INSERT INTO {plugin} VALUES (1);"
+            ),
+        )
+        .unwrap();
+        mount(
+            site,
+            &plugin,
+            "[grants]\ndatabases = [\"pg\"]\n[migrations]\npath = \"../fleet-migrations\"\n",
+        );
+    }
+    let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
+    let servers = [
+        sites[0].serve_config(&config, &[]),
+        sites[1].serve_config(&config, &[]),
+    ];
+    // Found and not yet loaded: `loading`, not `failed`.
+    let first = servers[0]
+        .wait_plugin(&plugin, Duration::from_secs(30), |_| true)
+        .await;
+    assert_eq!(first["state"], "loading", "{first}");
+    for server in &servers {
+        let status = server
+            .wait_plugin(&plugin, Duration::from_secs(60), |p| {
+                p["state"] == "serving" || p["state"] == "failed"
+            })
+            .await;
+        assert_eq!(status["state"], "serving", "{status}");
+    }
+    for server in &servers {
+        let rows = ok(query(
+            server,
+            &plugin,
+            "pg",
+            &format!(
+                "SELECT (SELECT count(*) FROM {plugin}) AS n, \
+                 (SELECT count(*) FROM gatehouse_plugin_migrations WHERE plugin = $1) AS applied"
+            ),
+            json!([{"text": plugin}]),
+        )
+        .await)
+        .await;
+        assert_eq!(rows["rows"], json!([[{"integer": 1}, {"integer": 1}]]));
+    }
+    run(&servers[0], &plugin, "pg", &format!("DROP TABLE {plugin}")).await;
+}

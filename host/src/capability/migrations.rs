@@ -33,6 +33,11 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
         name: plugin.to_owned(),
         message: format!("migrations in {}: {message}", dir.display()),
     };
+    let changed = |name: &str| {
+        failed(format!(
+            "{name} was changed after it was applied; add a new migration instead of editing an applied one"
+        ))
+    };
     let migrator = Migrator::new(dir.to_path_buf())
         .await
         .map_err(|e| failed(e.to_string()))?;
@@ -52,10 +57,25 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
             _ => failed(message),
         }
     };
+    let postgres = matches!(database.pool, Pool::Postgres(_));
     let history = on_pool!(database, |pool| {
-        sqlx::Executor::execute(pool, HISTORY_TABLE)
+        // Two hosts creating the table at once can both miss it and collide
+        // in Postgres's catalog, `IF NOT EXISTS` or not: one at a time.
+        let mut tx = pool
+            .begin_with(BEGIN_WRITE[postgres as usize])
             .await
             .map_err(unavailable)?;
+        if postgres {
+            sqlx::query(LOCK)
+                .bind("gatehouse_plugin_migrations")
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+        sqlx::Executor::execute(&mut *tx, HISTORY_TABLE)
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
         sqlx::query_as::<_, (i64, Vec<u8>)>(
             "SELECT version, checksum FROM gatehouse_plugin_migrations \
              WHERE plugin = $1 AND database = $2",
@@ -78,9 +98,7 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
         );
         if let Some((_, checksum)) = history.iter().find(|(v, _)| *v == migration.version) {
             if checksum.as_slice() != &*migration.checksum {
-                return Err(failed(format!(
-                    "{name} was changed after it was applied; add a new migration instead of editing an applied one"
-                )));
+                return Err(changed(&name));
             }
             continue;
         }
@@ -90,9 +108,38 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
             // reach the calls that take the connection next.
             let mut conn = pool.acquire().await.map_err(unavailable)?;
             conn.close_on_drop();
-            let mut tx = sqlx::Connection::begin(&mut *conn)
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, BEGIN_WRITE[postgres as usize])
                 .await
                 .map_err(unavailable)?;
+            // Another host of a fleet may be applying the same migration:
+            // one at a time, and the second finds it done.
+            if postgres {
+                sqlx::query(LOCK)
+                    .bind(format!(
+                        "gatehouse_plugin_migrations {plugin} {}",
+                        database.name
+                    ))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            let done: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT checksum FROM gatehouse_plugin_migrations \
+                 WHERE plugin = $1 AND database = $2 AND version = $3",
+            )
+            .bind(plugin)
+            .bind(&database.name)
+            .bind(migration.version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            if let Some(checksum) = done {
+                if checksum.as_slice() != &*migration.checksum {
+                    return Err(changed(&name));
+                }
+                tracing::info!(plugin, database = %database.name, "migration {name} was applied by another host");
+                continue;
+            }
             let sql: &str = &migration.sql;
             sqlx::Executor::execute(&mut *tx, sql).await.map_err(|e| {
                 failed(format!(
@@ -123,6 +170,16 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
     }
     Ok(applied)
 }
+
+/// How a migration's transaction begins, on SQLite and on Postgres. SQLite's
+/// `IMMEDIATE` takes the database's write lock at once (waiting out
+/// `busy_timeout`), so the history read inside it is the one the write
+/// follows; Postgres's writers serialize on [`LOCK`].
+const BEGIN_WRITE: [&str; 2] = ["BEGIN IMMEDIATE", "BEGIN"];
+
+/// A Postgres advisory lock on the name bound to `$1`, held until the
+/// transaction ends.
+const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
 
 const HISTORY_TABLE: &str = "CREATE TABLE IF NOT EXISTS gatehouse_plugin_migrations (
     plugin      TEXT   NOT NULL,
