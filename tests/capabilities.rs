@@ -1579,24 +1579,60 @@ async fn a_postgres_call_that_outlives_its_timeout_or_changes_its_session_ends_i
     );
 
     // And Postgres notices the closed connection and stops the sleep.
+    stops_within_10s(&server, "pg_sleep(31.5)").await;
+}
+
+/// Waits until no statement whose text holds `needle` runs on Postgres.
+async fn stops_within_10s(server: &Server, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let rows = ok(query(
-            &server,
+            server,
             "app",
             "pg",
             "SELECT count(*) AS n FROM pg_stat_activity \
-             WHERE query LIKE '%pg_sleep(31.5)%' AND pid <> pg_backend_pid()",
-            json!([]),
+             WHERE strpos(query, $1) > 0 AND pid <> pg_backend_pid()",
+            json!([{"text": needle}]),
         )
         .await)
         .await;
         if rows["rows"] == json!([[{"integer": 0}]]) {
             break;
         }
-        assert!(Instant::now() < deadline, "the sleep runs on: {rows}");
+        assert!(Instant::now() < deadline, "`{needle}` runs on: {rows}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_statement_that_lifts_every_timeout_is_stopped_when_the_host_gives_up() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    let config = config_with(&format!(
+        "[databases.pg]\nurl = \"{POSTGRES}\"\nstatement_timeout_ms = 500\n"
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    // Lifted: the statement timeout, and the server's check for a closed
+    // client, so closing the connection alone leaves the sleep running.
+    let marker = table("runaway");
+    let (status, body) = call(
+        &server,
+        "POST",
+        "/app/sql/batch?db=pg",
+        Some(json!({"statements": [
+            {"sql": "SELECT set_config('statement_timeout', '0', true)", "params": []},
+            {"sql": "SELECT set_config('client_connection_check_interval', '0', true)", "params": []},
+            {"sql": format!("SELECT pg_sleep(60) AS {marker}"), "params": []},
+        ]})),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (503, &json!("unavailable")),
+        "{body}"
+    );
+    stops_within_10s(&server, &marker).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

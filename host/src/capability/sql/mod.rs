@@ -28,6 +28,7 @@
 //! is one plain statement runs in place, on the calling thread ([`in_place`]);
 //! everything else goes through the pool.
 
+mod backends;
 mod in_place;
 mod kept;
 
@@ -80,6 +81,8 @@ pub struct Database {
     in_place: Option<in_place::InPlace>,
     /// Postgres connections passed from call to call (see [`kept`]).
     kept: Arc<kept::Kept>,
+    /// The server processes of a Postgres pool (see [`backends`]).
+    backends: Option<Arc<backends::Backends>>,
 }
 
 /// What `/stats` shows of one database.
@@ -170,6 +173,7 @@ impl Database {
         let acquire = Duration::from_millis(config.acquire_timeout_ms);
         let timeout = Duration::from_millis(config.statement_timeout_ms);
         let mut in_place = None;
+        let mut backends = None;
         let pool = if config.is_sqlite() {
             let options = SqliteConnectOptions::from_str(&config.url)
                 .map_err(bad)?
@@ -207,11 +211,19 @@ impl Database {
                     ("statement_timeout", timeout.as_str()),
                     ("client_min_messages", "error"),
                 ]);
+            let processes = Arc::new(backends::Backends::new(config.max_connections));
+            backends = Some(processes.clone());
             Pool::Postgres(
                 PoolOptions::new()
                     .max_connections(config.max_connections)
                     .acquire_timeout(acquire)
-                    .after_connect(|conn, _| Box::pin(watch_client(conn)))
+                    .after_connect(move |conn, _| {
+                        let processes = processes.clone();
+                        Box::pin(async move {
+                            watch_client(conn).await?;
+                            processes.register(conn).await
+                        })
+                    })
                     .test_before_acquire(false)
                     .before_acquire(|conn, meta| Box::pin(ping_when_idle(conn, meta)))
                     .connect_lazy_with(options),
@@ -227,6 +239,7 @@ impl Database {
             pool,
             in_place,
             kept,
+            backends,
         })
     }
 
@@ -401,6 +414,9 @@ impl Database {
             call(taken.conn()).await
         };
         let outcome = tokio::time::timeout(limit, run).await;
+        if outcome.is_err() {
+            self.stop_given_up(pool);
+        }
         if outcome.is_err() || changes_session {
             taken.close();
         } else if matches!(outcome, Ok(Ok(_))) {
@@ -413,6 +429,30 @@ impl Database {
                 limit.as_millis()
             )))
         })
+    }
+
+    /// Ends, in the background, this pool's statements that ran past the
+    /// statement timeout: the one the host just gave up on keeps running
+    /// on the server if it lifted its limits (see [`backends`]).
+    fn stop_given_up(&self, pool: &PgPool) {
+        let Some(backends) = self.backends.clone() else {
+            return;
+        };
+        let (pool, name) = (pool.clone(), self.name.clone());
+        let limit = Duration::from_millis(self.config.statement_timeout_ms);
+        tokio::spawn(async move {
+            match backends.stop_past(&pool, limit).await {
+                Ok(0) => {}
+                Ok(ended) => tracing::warn!(
+                    database = %name,
+                    "ended {ended} statement(s) that ran past statement_timeout_ms after the host gave up on them"
+                ),
+                Err(e) => tracing::warn!(
+                    database = %name,
+                    "cannot end the statements the host gave up on: {e}"
+                ),
+            }
+        });
     }
 
     /// Bounds a SQLite call by the acquire and statement timeouts, so a
