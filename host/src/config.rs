@@ -128,12 +128,37 @@ impl ListenerConfig {
 
 /// `hsts = true` or `hsts = "max-age=…; includeSubDomains"`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "true, false, or a Strict-Transport-Security value such as \"max-age=31536000; includeSubDomains\""
+)]
 pub enum Hsts {
     /// On with a year's max-age, or off.
     On(bool),
     /// The header value as written.
     Value(String),
+}
+
+/// Why a written `Strict-Transport-Security` value would not work: browsers
+/// ignore a header without `max-age` (RFC 6797, 6.1.1), and one that is not
+/// a valid header value cannot be sent at all.
+fn hsts_ok(value: &str) -> Result<(), &'static str> {
+    if http::HeaderValue::from_str(value).is_err() {
+        return Err("is not a valid header value");
+    }
+    let max_age = value.split(';').find_map(|directive| {
+        let (name, seconds) = directive.trim().split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("max-age")
+            .then(|| seconds.trim().trim_matches('"'))
+    });
+    match max_age {
+        Some(seconds) if !seconds.is_empty() && seconds.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(())
+        }
+        Some(_) => Err("has a max-age that is not a number of seconds"),
+        None => Err("has no max-age, so browsers would ignore it"),
+    }
 }
 
 /// `tls = { … }` of a listener.
@@ -520,6 +545,14 @@ impl Config {
                 return Err(format!(
                     "[[listener]] {addr}: hsts is only sent on a TLS listener"
                 ));
+            }
+            if let Some(Hsts::Value(value)) = &listener.hsts {
+                hsts_ok(value).map_err(|why| {
+                    format!(
+                        "[[listener]] {addr}: hsts = {value:?} {why}: write it as \"max-age=SECONDS\", \
+                         optionally followed by \"; includeSubDomains\" and \"; preload\", or use hsts = true"
+                    )
+                })?;
             }
         }
         if let Some(rate) = &self.firewall.rate {

@@ -78,3 +78,37 @@ fn limits_that_would_stop_every_request_are_refused_with_the_fix() {
     let text = "[limits]\nheader_timeout_ms = 100\nidle_timeout_ms = 100\n";
     assert!(Config::parse(text, Path::new("g.toml")).is_ok());
 }
+
+#[test]
+fn an_hsts_value_browsers_would_ignore_is_refused_with_the_fix() {
+    let listener = |hsts: &str| {
+        format!(
+            "[[listener]]\naddr = \"127.0.0.1:8443\"\ntls = {{ cert = \"a.pem\", key = \"a.key\" }}\nhsts = {hsts}\n"
+        )
+    };
+    let file = Path::new("g.toml");
+    for good in [
+        "true",
+        "false",
+        "\"max-age=63072000; includeSubDomains; preload\"",
+        "\"max-age=\\\"600\\\"\"",
+    ] {
+        Config::parse(&listener(good), file).unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    for (bad, why) in [
+        ("\"includeSubDomains\"", "has no max-age"),
+        ("\"max-age=a year\"", "not a number of seconds"),
+        ("\"max-age=60\\n\"", "not a valid header value"),
+        (
+            "31536000",
+            "true, false, or a Strict-Transport-Security value",
+        ),
+    ] {
+        let text = Config::parse(&listener(bad), file).unwrap_err().to_string();
+        assert!(text.contains(why), "{bad}: {text}");
+    }
+    let text = Config::parse(&listener("\"preload\""), file)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("max-age=SECONDS"), "{text}");
+}
