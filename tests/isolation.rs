@@ -136,3 +136,50 @@ async fn a_plugin_printing_in_a_loop_cannot_flood_the_log() {
         .count();
     assert!((1000..1200).contains(&shouts), "{shouts} lines logged");
 }
+
+#[tokio::test]
+async fn memory_mb_caps_all_of_an_instances_memories_together() {
+    // Two core modules of 40 MiB each: under a 64 MiB cap apiece, past it
+    // together. The handler returns no response, so a start that got past
+    // the cap shows as that.
+    let two_memories = |pages: u32| {
+        wat::parse_str(format!(
+            r#"(component
+              (import "wasi:http/types@0.2.0" (instance $types
+                (export "incoming-request" (type (sub resource)))
+                (export "response-outparam" (type (sub resource)))))
+              (alias export $types "incoming-request" (type $req))
+              (alias export $types "response-outparam" (type $out))
+              (core module $a (memory (export "memory") {pages}))
+              (core module $b
+                (memory (export "memory") {pages})
+                (func (export "handle") (param i32 i32)))
+              (core instance $ia (instantiate $a))
+              (core instance $ib (instantiate $b))
+              (func $handle (param "request" (own $req)) (param "response-out" (own $out))
+                (canon lift (core func $ib "handle")))
+              (instance $handler (export "handle" (func $handle)))
+              (export "wasi:http/incoming-handler@0.2.0" (instance $handler)))"#
+        ))
+        .unwrap()
+    };
+    let site = Site::new();
+    site.put("wide.wasm", two_memories(640));
+    site.put("wide.toml", "[limits]\nmemory_mb = 64\n");
+    site.put("narrow.wasm", two_memories(400));
+    site.put("narrow.toml", "[limits]\nmemory_mb = 64\n");
+    let server = site.serve(&[], &[]);
+    server.wait_serving("wide").await;
+    server.wait_serving("narrow").await;
+
+    // Not 503: trying again cannot help.
+    let (status, body) = get(&server.url("/wide/")).await;
+    assert_eq!((status, body.contains("trapped")), (500, true), "{body}");
+    let line = server.wait_log("past its memory_mb of 64 MiB", Duration::from_secs(5));
+    assert!(line.contains("wide"), "{line}");
+    // 2 x 25 MiB fits: it starts, and fails only for giving no response.
+    let (status, _) = get(&server.url("/narrow/")).await;
+    assert_eq!(status, 500);
+    let line = server.wait_log("returned without a response", Duration::from_secs(5));
+    assert!(line.contains("narrow"), "{line}");
+}

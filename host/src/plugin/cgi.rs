@@ -14,9 +14,7 @@ use crate::error::{Error, Result};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::time::Duration;
-use wasmtime::{
-    InstancePre, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline,
-};
+use wasmtime::{InstancePre, Linker, Module, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -28,7 +26,7 @@ const MAX_OUTPUT: usize = 16 << 20;
 /// What one CGI run's store holds.
 pub struct CgiState {
     wasi: WasiP1Ctx,
-    limits: StoreLimits,
+    limits: super::sandbox::MemoryCap,
 }
 
 /// A linked CGI module, ready to run per request.
@@ -110,13 +108,9 @@ impl Plugin {
             &self.sidecar.grants.env,
             &provisions.secrets,
         ));
-        let memory = usize::try_from(self.sidecar.limits.memory_mb << 20).unwrap_or(usize::MAX);
         let state = CgiState {
             wasi: wasi.build_p1(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: super::sandbox::MemoryCap::new(self.sidecar.limits.memory_mb),
         };
         let mut store = Store::new(program.engine(), state);
         store.limiter(|state| &mut state.limits);

@@ -9,7 +9,7 @@ use crate::capability::outbound::OutboundPolicy;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-use wasmtime::{Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -88,10 +88,14 @@ impl Plugin {
         let timeout_ms = self.sidecar.limits.timeout_ms;
         let task = tokio::spawn(async move {
             let run = async {
-                let proxy = pre
-                    .instantiate_async(&mut store)
-                    .await
-                    .map_err(|e| Failure::Unavailable(format!("{e:#}")))?;
+                let proxy = pre.instantiate_async(&mut store).await.map_err(|e| {
+                    // Memories past the cap at the start fail every time:
+                    // not a busy pool to try again on.
+                    match e.is::<super::sandbox::PastMemoryCap>() {
+                        true => Failure::Trap(format!("{e:#}")),
+                        false => Failure::Unavailable(format!("{e:#}")),
+                    }
+                })?;
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
@@ -162,15 +166,11 @@ impl Plugin {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false);
-        let memory = usize::try_from(self.sidecar.limits.memory_mb << 20).unwrap_or(usize::MAX);
         Sandbox {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
             table: wasmtime::component::ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory)
-                .trap_on_grow_failure(true)
-                .build(),
+            limits: super::sandbox::MemoryCap::new(self.sidecar.limits.memory_mb),
             outbound: OutboundPolicy {
                 plugin: self.granted.plugin.clone(),
                 grant: self.outbound.clone(),
