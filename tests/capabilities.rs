@@ -449,6 +449,31 @@ async fn postgres_values_map_to_the_nearest_value() {
     .await;
     assert_eq!(none, json!({"columns": ["big", "flag"], "rows": []}));
 
+    // A numeric arrives as Postgres writes it, at any length and scale.
+    let numbers = ok(query(
+        &server,
+        "app",
+        "pg",
+        "SELECT 12345678901234567890123456789012345678.0123456789::numeric, \
+         '-0.0010'::numeric, 'NaN'::numeric, 0::numeric(5,2), 100000000::numeric, \
+         '-Infinity'::numeric, 1e-40::numeric",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        numbers["rows"][0],
+        json!([
+            {"text": "12345678901234567890123456789012345678.0123456789"},
+            {"text": "-0.0010"},
+            {"text": "NaN"},
+            {"text": "0.00"},
+            {"text": "100000000"},
+            {"text": "-Infinity"},
+            {"text": "0.0000000000000000000000000000000000000001"}
+        ])
+    );
+
     // A value that does not fit its placeholder says which and how to fix it.
     let (status, body) = execute(
         &server,

@@ -17,7 +17,7 @@
 //! | float4, float8 | real |
 //! | text, varchar, char, name | text |
 //! | bytea | blob |
-//! | numeric | text (exact decimal) |
+//! | numeric | text (exact decimal, any length) |
 //! | timestamptz | text, RFC 3339 in UTC |
 //! | timestamp, date, time | text, ISO 8601 |
 //! | json, jsonb | text (JSON) |
@@ -1088,6 +1088,59 @@ fn pg_time(kind: &str, bytes: &[u8]) -> Option<String> {
     })
 }
 
+/// A Postgres numeric in its binary form, written as Postgres writes it:
+/// every digit, with exactly its display scale of fractional digits, so no
+/// value is too long or too precise to arrive (rust_decimal holds 28 digits).
+///
+/// The form: digit count, weight (the power of 10000 of the first digit),
+/// sign (or NaN, ±Infinity), display scale, then the base-10000 digits.
+fn pg_numeric(bytes: &[u8]) -> Option<String> {
+    let word = |at: usize| Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    let count = usize::from(word(0)?);
+    let weight = i64::from(word(2)? as i16);
+    let scale = usize::from(word(6)?);
+    let sign = match word(4)? {
+        0x0000 => "",
+        0x4000 => "-",
+        0xC000 => return Some("NaN".to_owned()),
+        0xD000 => return Some("Infinity".to_owned()),
+        0xF000 => return Some("-Infinity".to_owned()),
+        _ => return None,
+    };
+    let digits = (0..count)
+        .map(|k| word(8 + 2 * k).filter(|d| *d < 10_000))
+        .collect::<Option<Vec<u16>>>()?;
+    // The base-10000 digit of power `weight - index`, zero outside those given.
+    let digit = |index: i64| {
+        usize::try_from(index)
+            .ok()
+            .and_then(|index| digits.get(index))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut out = String::from(sign);
+    if weight < 0 {
+        out.push('0');
+    } else {
+        out.push_str(&digit(0).to_string());
+        for index in 1..=weight {
+            out.push_str(&format!("{:04}", digit(index)));
+        }
+    }
+    if scale > 0 {
+        let mut fraction = String::with_capacity(scale + 4);
+        let mut index = weight + 1;
+        while fraction.len() < scale {
+            fraction.push_str(&format!("{:04}", digit(index)));
+            index += 1;
+        }
+        fraction.truncate(scale);
+        out.push('.');
+        out.push_str(&fraction);
+    }
+    Some(out)
+}
+
 fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     let column = &row.columns()[i];
     if row.try_get_raw(i).map_err(sql_error)?.is_null() {
@@ -1105,7 +1158,13 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         )),
         "FLOAT4" => Ok(Value::Real(row.try_get::<f32, _>(i).map_err(get)?.into())),
         "FLOAT8" => Ok(Value::Real(row.try_get::<f64, _>(i).map_err(get)?)),
-        "NUMERIC" => text(row.try_get::<Decimal, _>(i).map_err(get)?.to_string()),
+        "NUMERIC" => {
+            let raw = row.try_get_raw(i).map_err(get)?;
+            let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
+            pg_numeric(bytes).map(Value::Text).ok_or_else(|| {
+                SqlError::Other(format!("column `{}`: a malformed numeric", column.name()))
+            })
+        }
         "BYTEA" => Ok(Value::Blob(row.try_get(i).map_err(get)?)),
         "UUID" => text(row.try_get::<Uuid, _>(i).map_err(get)?.to_string()),
         "JSON" | "JSONB" => text(
