@@ -62,7 +62,7 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
         // Two hosts creating the table at once can both miss it and collide
         // in Postgres's catalog, `IF NOT EXISTS` or not: one at a time.
         let mut tx = pool
-            .begin_with(BEGIN_WRITE[postgres as usize])
+            .begin_with(begin_write(postgres))
             .await
             .map_err(unavailable)?;
         if postgres {
@@ -108,7 +108,7 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
             // reach the calls that take the connection next.
             let mut conn = pool.acquire().await.map_err(unavailable)?;
             conn.close_on_drop();
-            let mut tx = sqlx::Connection::begin_with(&mut *conn, BEGIN_WRITE[postgres as usize])
+            let mut tx = sqlx::Connection::begin_with(&mut *conn, begin_write(postgres))
                 .await
                 .map_err(unavailable)?;
             // Another host of a fleet may be applying the same migration:
@@ -171,11 +171,13 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
     Ok(applied)
 }
 
-/// How a migration's transaction begins, on SQLite and on Postgres. SQLite's
-/// `IMMEDIATE` takes the database's write lock at once (waiting out
-/// `busy_timeout`), so the history read inside it is the one the write
-/// follows; Postgres's writers serialize on [`LOCK`].
-const BEGIN_WRITE: [&str; 2] = ["BEGIN IMMEDIATE", "BEGIN"];
+/// How a migration's transaction begins. SQLite's `IMMEDIATE` takes the
+/// database's write lock at once (waiting out `busy_timeout`), so the
+/// history read inside it is the one the write follows; Postgres's writers
+/// serialize on [`LOCK`].
+fn begin_write(postgres: bool) -> &'static str {
+    if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" }
+}
 
 /// A Postgres advisory lock on the name bound to `$1`, held until the
 /// transaction ends.

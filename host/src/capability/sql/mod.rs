@@ -1118,25 +1118,25 @@ fn pg_numeric(bytes: &[u8]) -> Option<String> {
             .copied()
             .unwrap_or(0)
     };
+    use std::fmt::Write;
     let mut out = String::from(sign);
     if weight < 0 {
         out.push('0');
     } else {
-        out.push_str(&digit(0).to_string());
+        let _ = write!(out, "{}", digit(0));
         for index in 1..=weight {
-            out.push_str(&format!("{:04}", digit(index)));
+            let _ = write!(out, "{:04}", digit(index));
         }
     }
     if scale > 0 {
-        let mut fraction = String::with_capacity(scale + 4);
+        out.push('.');
+        let end = out.len() + scale;
         let mut index = weight + 1;
-        while fraction.len() < scale {
-            fraction.push_str(&format!("{:04}", digit(index)));
+        while out.len() < end {
+            let _ = write!(out, "{:04}", digit(index));
             index += 1;
         }
-        fraction.truncate(scale);
-        out.push('.');
-        out.push_str(&fraction);
+        out.truncate(end);
     }
     Some(out)
 }
