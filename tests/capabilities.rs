@@ -1075,21 +1075,13 @@ async fn outbound_reaches_granted_origins_only() {
     let server = site.serve(&[], &[]);
     server.wait_serving("caller").await;
     server.wait_serving("sealed").await;
-    let fetch = |plugin: &str, url: &str| {
-        let path = format!(
-            "/{plugin}/fetch?url={}",
-            percent_encoding::utf8_percent_encode(url, percent_encoding::NON_ALPHANUMERIC)
-        );
-        let server = &server;
-        async move { call(server, "GET", &path, None).await }
-    };
 
     let allowed = format!("http://{}/headers", upstream.addr);
-    let (status, body) = fetch("caller", &allowed).await;
+    let (status, body) = fetch(&server, "caller", &allowed, "").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], 200);
     // Twice, on the pooled client.
-    assert_eq!(fetch("caller", &allowed).await.0, 200);
+    assert_eq!(fetch(&server, "caller", &allowed, "").await.0, 200);
 
     // Another port of the same host, the admin API, and a plugin with no
     // grant: denied with the wasi:http code for it.
@@ -1103,7 +1095,7 @@ async fn outbound_reaches_granted_origins_only() {
         ("caller", format!("https://{}/", upstream.addr)),
         ("sealed", allowed.clone()),
     ] {
-        let (status, body) = fetch(plugin, &url).await;
+        let (status, body) = fetch(&server, plugin, &url, "").await;
         assert_eq!(status, 502, "{plugin} {url}: {body}");
         assert!(
             body["error"]
@@ -1114,6 +1106,76 @@ async fn outbound_reaches_granted_origins_only() {
         );
     }
     server.wait_log("outbound request denied", Duration::from_secs(5));
+}
+
+/// `GET /PLUGIN/fetch?url=URL&EXTRA` on the capabilities fixture.
+async fn fetch(server: &Server, plugin: &str, url: &str, extra: &str) -> (u16, Value) {
+    let url = percent_encoding::utf8_percent_encode(url, percent_encoding::NON_ALPHANUMERIC);
+    call(
+        server,
+        "GET",
+        &format!("/{plugin}/fetch?url={url}&{extra}"),
+        None,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_requests_in_flight_stay_within_the_plugins_concurrency() {
+    let upstream = Upstream::start("api").await;
+    let site = Site::new();
+    let grant = format!("[grants]\noutbound = [\"http://{}\"]\n", upstream.addr);
+    mount(
+        &site,
+        "caller",
+        &format!("[limits]\noutbound_concurrency = 2\n{grant}"),
+    );
+    mount(&site, "other", &grant);
+    let server = site.serve(&[], &[]);
+    server.wait_serving("caller").await;
+    server.wait_serving("other").await;
+    let slow = format!("http://{}/slow?ms=400", upstream.addr);
+
+    // Six requests, each with one call out: two at a time reach the
+    // upstream, the rest wait for a slot and then go.
+    let calls = (0..6).map(|_| fetch(&server, "caller", &slow, ""));
+    for (status, body) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], 200, "{body}");
+    }
+    assert_eq!(upstream.slow.peak(), 2);
+
+    // A call that finds no slot within its connect timeout gets
+    // `connection-limit-reached`; another plugin's calls are not held up.
+    let busy = format!("http://{}/slow?ms=3000", upstream.addr);
+    let holders =
+        futures_util::future::join_all((0..2).map(|_| fetch(&server, "caller", &busy, "")));
+    let late = async {
+        let start = Instant::now();
+        while upstream.slow.now() < 2 {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the slots never filled"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let waited = fetch(&server, "caller", &slow, "connect_ms=300");
+        let free = fetch(&server, "other", &slow, "connect_ms=300");
+        tokio::join!(waited, free)
+    };
+    let (held, ((status, body), (other_status, other_body))) = tokio::join!(holders, late);
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("ConnectionLimitReached"),
+        "{body}"
+    );
+    assert_eq!(other_status, 200, "{other_body}");
+    for (status, body) in held {
+        assert_eq!(status, 200, "{body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

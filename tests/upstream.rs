@@ -1,7 +1,7 @@
 //! Real upstream servers for the proxy tests: hyper on 127.0.0.1, each
 //! with a name, a hit counter and a few endpoints:
 //! - `/headers`: the request's method, path and headers as JSON;
-//! - `/slow?ms=N`: answers after N ms;
+//! - `/slow?ms=N`: answers after N ms (the most at once is kept);
 //! - `/echo`: streams the request body back as it arrives;
 //! - `/health`: 200, or 503 while made unhealthy;
 //! - `/ws`: a WebSocket echo;
@@ -24,7 +24,35 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     pub healthy: Arc<AtomicBool>,
+    pub slow: Arc<InFlight>,
     task: tokio::task::JoinHandle<()>,
+}
+
+/// Requests being answered at once, now and at the most.
+#[derive(Default)]
+pub struct InFlight {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl InFlight {
+    /// The requests in flight now.
+    pub fn now(&self) -> usize {
+        self.now.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were in flight at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    async fn during<T>(&self, work: impl Future<Output = T>) -> T {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let out = work.await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        out
+    }
 }
 
 impl Upstream {
@@ -39,20 +67,31 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let healthy = Arc::new(AtomicBool::new(true));
-        let (name, counter, health) = (name.to_owned(), hits.clone(), healthy.clone());
+        let slow = Arc::new(InFlight::default());
+        let (name, counter, health, in_flight) =
+            (name.to_owned(), hits.clone(), healthy.clone(), slow.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let (name, counter, health) = (name.clone(), counter.clone(), health.clone());
+                let (name, counter, health, in_flight) = (
+                    name.clone(),
+                    counter.clone(),
+                    health.clone(),
+                    in_flight.clone(),
+                );
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |request| {
-                        let (name, counter, health) =
-                            (name.clone(), counter.clone(), health.clone());
+                        let (name, counter, health, in_flight) = (
+                            name.clone(),
+                            counter.clone(),
+                            health.clone(),
+                            in_flight.clone(),
+                        );
                         async move {
                             Ok::<_, std::convert::Infallible>(
-                                answer(&name, &counter, &health, request).await,
+                                answer(&name, &counter, &health, &in_flight, request).await,
                             )
                         }
                     });
@@ -66,6 +105,7 @@ impl Upstream {
             addr,
             hits,
             healthy,
+            slow,
             task,
         }
     }
@@ -101,6 +141,7 @@ async fn answer(
     name: &str,
     hits: &AtomicUsize,
     healthy: &AtomicBool,
+    slow: &InFlight,
     mut request: Request<hyper::body::Incoming>,
 ) -> Response<Body> {
     let path = request.uri().path().to_owned();
@@ -133,7 +174,8 @@ async fn answer(
                 .and_then(|q| q.strip_prefix("ms="))
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(1000);
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            slow.during(tokio::time::sleep(Duration::from_millis(ms)))
+                .await;
             text(200, format!("{name} slow"))
         }
         "/echo" => {

@@ -936,6 +936,11 @@ impl Sidecar {
                 "[limits] kv_mb must be between 1 and {MAX_KV_MB}"
             )));
         }
+        if !(1..=MAX_OUTBOUND_CONCURRENCY).contains(&sidecar.limits.outbound_concurrency) {
+            return Err(bad(format!(
+                "[limits] outbound_concurrency must be between 1 and {MAX_OUTBOUND_CONCURRENCY}"
+            )));
+        }
         if let Some(rate) = sidecar.firewall.as_ref().and_then(|f| f.rate.as_ref()) {
             rate.parse().map_err(bad)?;
         }
@@ -984,10 +989,16 @@ pub struct Limits {
     pub memory_mb: u64,
     /// What the plugin's kv namespace may hold (keys and values), in MiB.
     pub kv_mb: u64,
+    /// Outbound HTTP requests in flight at once from all of the plugin's
+    /// instances (until each response body ends); more wait for a slot.
+    pub outbound_concurrency: u32,
 }
 
 /// The largest `[limits] kv_mb`: 1 TiB.
 const MAX_KV_MB: u64 = 1 << 20;
+
+/// The largest `[limits] outbound_concurrency`.
+const MAX_OUTBOUND_CONCURRENCY: u32 = 10_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -995,6 +1006,7 @@ impl Default for Limits {
             timeout_ms: 30_000,
             memory_mb: 128,
             kv_mb: 64,
+            outbound_concurrency: 64,
         }
     }
 }

@@ -92,21 +92,31 @@ impl Allowed {
     }
 }
 
-/// The outbound decision of one plugin: its granted origins.
-#[derive(Debug, Clone, Default)]
+/// The outbound decision of one plugin: its granted origins, and the slots
+/// of `[limits] outbound_concurrency` its instances share.
+#[derive(Debug, Clone)]
 pub struct Grant {
     allowed: Arc<[Allowed]>,
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Grant {
-    /// The grant of a sidecar's `[grants] outbound` (already validated).
-    pub fn new(origins: &[String]) -> Grant {
+    /// The grant of a sidecar's `[grants] outbound` (already validated), with
+    /// `concurrency` requests in flight at once.
+    pub fn new(origins: &[String], concurrency: u32) -> Grant {
         Grant {
             allowed: origins
                 .iter()
                 .filter_map(|o| Allowed::parse(o).ok())
                 .collect(),
+            slots: Arc::new(tokio::sync::Semaphore::new(concurrency as usize)),
         }
+    }
+
+    /// Counts this grant's requests in flight with `previous`'s, whose
+    /// concurrency is the same.
+    pub fn share_slots(&mut self, previous: &Grant) {
+        self.slots = previous.slots.clone();
     }
 
     /// Which grant lets `uri` out, if any.
@@ -188,7 +198,7 @@ impl tower::Service<http::Uri> for AwayFromAdmin {
 struct AdminRefused(SocketAddr);
 
 /// What an instance's store holds for outbound HTTP.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OutboundPolicy {
     /// The plugin's name, for the log.
     pub plugin: Arc<str>,
@@ -262,7 +272,7 @@ impl WasiHttpHooks for OutboundPolicy {
                 return Err(Error::HttpRequestDenied);
             };
             let wildcard = matches!(allowed.host, AllowedHost::Subdomains(_));
-            send(request, options, wildcard).await.inspect_err(|error| {
+            send(request, options, wildcard, &grant.slots).await.inspect_err(|error| {
                 if matches!(error, Error::HttpRequestDenied) {
                     tracing::warn!(%plugin, %uri, "outbound request denied: it reached the admin listener");
                 }
@@ -292,11 +302,14 @@ async fn take_body(mut body: WasiBody) {
 }
 
 /// Sends an allowed request (let out by a wildcard grant when `wildcard`)
-/// on the shared client under the timeouts.
+/// on the shared client under the timeouts, holding one of the plugin's
+/// `slots` until the response body ends. A request that finds no free slot
+/// within its connect timeout gets `connection-limit-reached`.
 async fn send(
     request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     wildcard: bool,
+    slots: &Arc<tokio::sync::Semaphore>,
 ) -> Result<
     (
         http::Response<WasiBody>,
@@ -311,6 +324,13 @@ async fn send(
         .between_bytes_timeout
         .unwrap_or(BETWEEN_BYTES_TIMEOUT)
         .max(Duration::from_nanos(1));
+    let slot = match tokio::time::timeout(connect, slots.clone().acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(_)) | Err(_) => {
+            take_body(request.into_body()).await;
+            return Err(Error::ConnectionLimitReached);
+        }
+    };
     let sending = if wildcard {
         AWAY_FROM_ADMIN.request(request)
     } else {
@@ -325,6 +345,7 @@ async fn send(
             body,
             timeout: Box::pin(tokio::time::sleep(between_bytes)),
             between_bytes,
+            _slot: slot,
         }
         .boxed_unsync()
     });
@@ -364,11 +385,13 @@ fn client_error(error: hyper_util::client::legacy::Error) -> Error {
     Error::ConnectionTerminated
 }
 
-/// A response body that fails when it pauses longer than `between_bytes`.
+/// A response body that fails when it pauses longer than `between_bytes`,
+/// holding its request's slot until it is dropped.
 struct Paced {
     body: hyper::body::Incoming,
     timeout: Pin<Box<tokio::time::Sleep>>,
     between_bytes: Duration,
+    _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl http_body::Body for Paced {
@@ -454,11 +477,14 @@ mod tests {
 
     #[test]
     fn origins_match_scheme_host_and_port() {
-        let grant = Grant::new(&[
-            "https://api.example.com".into(),
-            "http://127.0.0.1:8080".into(),
-            "https://*.example.org".into(),
-        ]);
+        let grant = Grant::new(
+            &[
+                "https://api.example.com".into(),
+                "http://127.0.0.1:8080".into(),
+                "https://*.example.org".into(),
+            ],
+            1,
+        );
         let allowed = |uri: &str| grant.find(&uri.parse().unwrap()).is_some();
         assert!(allowed("https://api.example.com/v1"));
         assert!(allowed("https://API.example.com:443/"));

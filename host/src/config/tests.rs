@@ -51,6 +51,12 @@ fn sidecar_rejects_bad_limits_and_routes() {
             .kv_mb,
         2
     );
+    let err = Sidecar::parse("[limits]\noutbound_concurrency = 0\n", file).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("outbound_concurrency must be between 1 and"),
+        "{err}"
+    );
     assert!(Sidecar::parse("routes = [\"no-slash\"]\n", file).is_err());
     let ok = Sidecar::parse(
         "routes = [\"/a\", \"/b/*\", \"example.com/\"]\n[grants]\nenv=[\"X\"]\n",

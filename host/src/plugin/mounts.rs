@@ -312,7 +312,10 @@ impl Mounts {
                 kv_bytes: sidecar.limits.kv_mb << 20,
                 realtime: sidecar.grants.realtime,
             },
-            outbound: capability::outbound::Grant::new(&sidecar.grants.outbound),
+            outbound: capability::outbound::Grant::new(
+                &sidecar.grants.outbound,
+                sidecar.limits.outbound_concurrency,
+            ),
             provisions: self.provisions.clone(),
             name: entry.name.clone(),
             origin,
