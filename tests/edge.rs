@@ -586,6 +586,7 @@ async fn a_sidecar_firewall_overrides_per_route() {
     );
     ready(&server).await;
     server.wait_serving("open").await;
+    let before = server.wait_serving("hello").await;
     let status = |source: &'static str, path: &'static str| {
         let url = server.url(path);
         async move {
@@ -619,6 +620,23 @@ async fn a_sidecar_firewall_overrides_per_route() {
         status("127.0.0.20", "/open/version").await,
         200,
         "the rate is the route's alone"
+    );
+
+    // A new version of the plugin with the same rules keeps counting: the
+    // client gets no fresh burst from the swap.
+    site.put(
+        "hello.toml",
+        "[limits]\ntimeout_ms = 20000\n[firewall]\nallow = [\"127.0.0.20/32\"]\nrate = { per_ip = \"2/m\" }\n",
+    );
+    server
+        .wait_plugin("hello", Duration::from_secs(30), |status| {
+            status["loaded_at"] != before["loaded_at"]
+        })
+        .await;
+    assert_eq!(
+        status("127.0.0.20", "/hello/version").await,
+        429,
+        "the rate outlives a swap"
     );
 }
 

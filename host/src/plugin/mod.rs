@@ -92,3 +92,23 @@ pub struct Plugin {
     /// The lines its instances may still log.
     pub log_budget: std::sync::Arc<output::Budget>,
 }
+
+impl Plugin {
+    /// Takes over from `previous`, the version this one replaces, what
+    /// belongs to the plugin rather than to a version: its clients' rate
+    /// allowances and open connections under the sidecar's `[firewall]`, its
+    /// outbound requests in flight (when `outbound_concurrency` is
+    /// unchanged) and its log budget. A swap then neither hands a client a
+    /// fresh burst nor lets the plugin have twice its outbound requests out.
+    pub fn inherit(&mut self, previous: &Plugin) {
+        if let (Some(rules), Some(old)) = (&self.sidecar.firewall, &previous.firewall) {
+            let firewall = crate::firewall::Firewall::after(&rules.as_firewall(), old);
+            self.firewall = Some(std::sync::Arc::new(firewall));
+        }
+        if self.sidecar.limits.outbound_concurrency == previous.sidecar.limits.outbound_concurrency
+        {
+            self.outbound.share_slots(&previous.outbound);
+        }
+        self.log_budget = previous.log_budget.clone();
+    }
+}

@@ -211,7 +211,10 @@ impl Mounts {
                     tracing::debug!(plugin = %entry.name, "unchanged after reload");
                     self.set_error(&entry.name, None);
                 }
-                Ok(plugin) => {
+                Ok(mut plugin) => {
+                    if let Some(previous) = &current {
+                        plugin.inherit(previous);
+                    }
                     tracing::info!(
                         plugin = %entry.name,
                         sha256 = %&plugin.sha256[..12],
