@@ -310,6 +310,30 @@ async fn message_size_and_rate_are_limited() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_reload_that_fails_leaves_the_realtime_limits_as_they_were() {
+    let (site, server) = start("[realtime]\nmax_message_bytes = 1024\n", false).await;
+    // The new limit is valid; the reload fails later, binding a port that
+    // is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let config = config_with(&format!(
+        "[realtime]\nmax_message_bytes = 100\n[[listener]]\naddr = \"{}\"\n",
+        taken.local_addr().unwrap()
+    ));
+    let tmp = site.dir.path().join(".gatehouse.toml.tmp");
+    std::fs::write(&tmp, config).unwrap();
+    std::fs::rename(&tmp, site.dir.path().join("gatehouse.toml")).unwrap();
+    server.wait_log("config reload failed", Duration::from_secs(10));
+
+    let (mut socket, _) = joined(&server, "/rt/ws").await;
+    let message = "x".repeat(500);
+    socket
+        .send(Message::text(format!("echo:{message}")))
+        .await
+        .unwrap();
+    assert_eq!(next_text(&mut socket).await, message);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn idle_connections_are_pinged() {
     let (_site, server) = start("[realtime]\nping_interval_ms = 200\n", false).await;
     let mut socket = connect(&server, "/rt/ws").await;

@@ -198,6 +198,9 @@ impl Site {
         ) {
             prepared_provisions.maintain();
         }
+        prepared_provisions
+            .realtime
+            .set_limits(config.realtime.clone());
         provisions.store(Arc::new(prepared_provisions));
         let counts = describe(&routes);
         self.server.mounts.set_config_routes(routes);

@@ -72,11 +72,10 @@ impl Provisions {
                 current.map(|c| &*c.databases),
             )?),
             secrets: Arc::new(secrets::Secrets::load(&config.secrets)?),
+            // A reload keeps the hub and its connections; its new limits
+            // apply when the reload commits (`Hub::set_limits`).
             realtime: match current {
-                Some(current) => {
-                    current.realtime.set_limits(config.realtime.clone());
-                    current.realtime.clone()
-                }
+                Some(current) => current.realtime.clone(),
                 None => Arc::new(realtime::Hub::new(config.realtime.clone())),
             },
         })
