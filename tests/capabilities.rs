@@ -474,6 +474,52 @@ async fn postgres_values_map_to_the_nearest_value() {
         ])
     );
 
+    // A numeric parameter arrives exactly as Postgres's own parser reads the
+    // same text, whatever its length, scale or notation.
+    let long = format!("-{}.{}", "9".repeat(300), "1".repeat(200));
+    for number in [
+        json!({"text": long}),
+        json!({"text": "1.50"}),
+        json!({"text": "-0.000"}),
+        json!({"text": "1.5e-30"}),
+        json!({"text": "12E5"}),
+        json!({"text": " nan "}),
+        json!({"text": "Infinity"}),
+        json!({"text": format!("1e{}", 131_071)}),
+        json!({"integer": i64::MIN}),
+        json!({"real": 0.1}),
+        json!({"real": -2.5e-7}),
+    ] {
+        let text = match (&number["text"], &number["integer"], &number["real"]) {
+            (Value::String(text), _, _) => text.clone(),
+            (_, Value::Number(i), _) | (_, _, Value::Number(i)) => i.to_string(),
+            _ => unreachable!(),
+        };
+        let rows = ok(query(
+            &server,
+            "app",
+            "pg",
+            "SELECT $1::numeric::text, $2::text::numeric::text",
+            json!([number, {"text": text}]),
+        )
+        .await)
+        .await;
+        assert_eq!(rows["rows"][0][0], rows["rows"][0][1], "{number}");
+    }
+    let (status, body) = query(
+        &server,
+        "app",
+        "pg",
+        "SELECT $1::numeric",
+        json!([{"text": "1.2.3"}]),
+    )
+    .await;
+    assert!(
+        body["message"].as_str().unwrap().contains("`1.2.3`"),
+        "{body}"
+    );
+    bad_statement((status, body));
+
     // A value that does not fit its placeholder says which and how to fix it.
     let (status, body) = execute(
         &server,

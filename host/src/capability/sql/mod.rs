@@ -31,6 +31,7 @@
 mod backends;
 mod in_place;
 mod kept;
+mod numeric;
 
 use super::bindings::gatehouse::plugin::sql::{Error as SqlError, Rows, Statement, Value};
 use crate::config::DatabaseConfig;
@@ -38,7 +39,7 @@ use crate::error::{Error, Result};
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgTypeInfo, Postgres};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
-use sqlx::types::{Decimal, Uuid, chrono};
+use sqlx::types::{Uuid, chrono};
 use sqlx::{Column, Executor, Row, Statement as _, TypeInfo, ValueRef};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -880,7 +881,8 @@ enum PgArg {
     Int8(i64),
     Float4(f32),
     Float8(f64),
-    Numeric(Decimal),
+    /// The binary form ([`numeric::encode`]).
+    Numeric(Vec<u8>),
     Text(String),
     Bytea(Vec<u8>),
     Uuid(Uuid),
@@ -912,7 +914,10 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Int8(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Float4(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Float8(v) => E::<Postgres>::encode_by_ref(v, buf),
-            PgArg::Numeric(v) => E::<Postgres>::encode_by_ref(v, buf),
+            PgArg::Numeric(bytes) => {
+                buf.extend_from_slice(bytes);
+                Ok(sqlx::encode::IsNull::No)
+            }
             PgArg::Text(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Bytea(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Uuid(v) => E::<Postgres>::encode_by_ref(v, buf),
@@ -934,7 +939,7 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Int8(_) => <i64 as T<Postgres>>::type_info(),
             PgArg::Float4(_) => <f32 as T<Postgres>>::type_info(),
             PgArg::Float8(_) => <f64 as T<Postgres>>::type_info(),
-            PgArg::Numeric(_) => <Decimal as T<Postgres>>::type_info(),
+            PgArg::Numeric(_) => PgTypeInfo::with_oid(numeric::OID),
             PgArg::Text(_) => <String as T<Postgres>>::type_info(),
             PgArg::Bytea(_) => <Vec<u8> as T<Postgres>>::type_info(),
             PgArg::Uuid(_) => <Uuid as T<Postgres>>::type_info(),
@@ -1012,12 +1017,16 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
         (Value::Real(f), "FLOAT4") => PgArg::Float4(*f as f32),
         (Value::Integer(i), "FLOAT8") => PgArg::Float8(*i as f64),
         (Value::Real(f), "FLOAT8") => PgArg::Float8(*f),
-        (Value::Integer(i), "NUMERIC") => PgArg::Numeric(Decimal::from(*i)),
-        (Value::Real(f), "NUMERIC") => {
-            PgArg::Numeric(Decimal::try_from(*f).map_err(|_| mismatch(&format!("{f}")))?)
-        }
-        (Value::Text(t), "NUMERIC") => {
-            PgArg::Numeric(Decimal::from_str(t.trim()).map_err(|_| parse(t, "decimal"))?)
+        (Value::Integer(_) | Value::Real(_) | Value::Text(_), "NUMERIC") => {
+            let text = match value {
+                Value::Integer(i) => i.to_string(),
+                Value::Real(f) => f.to_string(),
+                Value::Text(t) => t.clone(),
+                _ => unreachable!("matched above"),
+            };
+            PgArg::Numeric(numeric::encode(&text).map_err(|unfit| {
+                SqlError::BadStatement(format!("parameter ${n}: `{text}` for {name}: {unfit}"))
+            })?)
         }
         // sqlx names `char(n)` (bpchar) `CHAR`.
         (Value::Text(t), "TEXT" | "VARCHAR" | "CHAR" | "NAME" | "CITEXT" | "UNKNOWN") => {
@@ -1088,59 +1097,6 @@ fn pg_time(kind: &str, bytes: &[u8]) -> Option<String> {
     })
 }
 
-/// A Postgres numeric in its binary form, written as Postgres writes it:
-/// every digit, with exactly its display scale of fractional digits, so no
-/// value is too long or too precise to arrive (rust_decimal holds 28 digits).
-///
-/// The form: digit count, weight (the power of 10000 of the first digit),
-/// sign (or NaN, ±Infinity), display scale, then the base-10000 digits.
-fn pg_numeric(bytes: &[u8]) -> Option<String> {
-    let word = |at: usize| Some(u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
-    let count = usize::from(word(0)?);
-    let weight = i64::from(word(2)? as i16);
-    let scale = usize::from(word(6)?);
-    let sign = match word(4)? {
-        0x0000 => "",
-        0x4000 => "-",
-        0xC000 => return Some("NaN".to_owned()),
-        0xD000 => return Some("Infinity".to_owned()),
-        0xF000 => return Some("-Infinity".to_owned()),
-        _ => return None,
-    };
-    let digits = (0..count)
-        .map(|k| word(8 + 2 * k).filter(|d| *d < 10_000))
-        .collect::<Option<Vec<u16>>>()?;
-    // The base-10000 digit of power `weight - index`, zero outside those given.
-    let digit = |index: i64| {
-        usize::try_from(index)
-            .ok()
-            .and_then(|index| digits.get(index))
-            .copied()
-            .unwrap_or(0)
-    };
-    use std::fmt::Write;
-    let mut out = String::from(sign);
-    if weight < 0 {
-        out.push('0');
-    } else {
-        let _ = write!(out, "{}", digit(0));
-        for index in 1..=weight {
-            let _ = write!(out, "{:04}", digit(index));
-        }
-    }
-    if scale > 0 {
-        out.push('.');
-        let end = out.len() + scale;
-        let mut index = weight + 1;
-        while out.len() < end {
-            let _ = write!(out, "{:04}", digit(index));
-            index += 1;
-        }
-        out.truncate(end);
-    }
-    Some(out)
-}
-
 fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     let column = &row.columns()[i];
     if row.try_get_raw(i).map_err(sql_error)?.is_null() {
@@ -1161,7 +1117,7 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         "NUMERIC" => {
             let raw = row.try_get_raw(i).map_err(get)?;
             let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
-            pg_numeric(bytes).map(Value::Text).ok_or_else(|| {
+            numeric::decode(bytes).map(Value::Text).ok_or_else(|| {
                 SqlError::Other(format!("column `{}`: a malformed numeric", column.name()))
             })
         }
