@@ -1219,6 +1219,7 @@ async fn outbound_requests_in_flight_stay_within_the_plugins_concurrency() {
         "{body}"
     );
     assert_eq!(other_status, 200, "{other_body}");
+    server.wait_log("outbound_concurrency stayed full", Duration::from_secs(5));
     for (status, body) in held {
         assert_eq!(status, 200, "{body}");
     }

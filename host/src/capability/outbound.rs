@@ -273,8 +273,10 @@ impl WasiHttpHooks for OutboundPolicy {
             };
             let wildcard = matches!(allowed.host, AllowedHost::Subdomains(_));
             send(request, options, wildcard, &grant.slots).await.inspect_err(|error| {
-                if matches!(error, Error::HttpRequestDenied) {
-                    tracing::warn!(%plugin, %uri, "outbound request denied: it reached the admin listener");
+                match error {
+                    Error::HttpRequestDenied => tracing::warn!(%plugin, %uri, "outbound request denied: it reached the admin listener"),
+                    Error::ConnectionLimitReached => tracing::warn!(%plugin, %uri, "outbound request refused: its [limits] outbound_concurrency stayed full past the connect timeout"),
+                    _ => {}
                 }
             })
         })
