@@ -6,7 +6,10 @@ use super::Plugin;
 use super::output::{PluginOutput, Stream};
 use super::sandbox::Sandbox;
 use crate::capability::outbound::OutboundPolicy;
+use futures_util::FutureExt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::time::Instant;
 use wasmtime::{Store, UpdateDeadline};
@@ -14,6 +17,21 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpView};
+
+/// An instance's run not yet ended: dropped, it goes on in a task of its
+/// own, so a plugin finishes its work (and its body) whether or not the
+/// request's task is still there.
+struct Detached<F: Future<Output = Result<(), Failure>> + Send + 'static>(Option<Pin<Box<F>>>);
+
+impl<F: Future<Output = Result<(), Failure>> + Send + 'static> Drop for Detached<F> {
+    fn drop(&mut self) {
+        if let Some(run) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(run);
+        }
+    }
+}
 
 /// Why a plugin gave no response.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +104,7 @@ impl Plugin {
             .map_err(|e| Failure::Unavailable(format!("{e:#}")))?;
 
         let timeout_ms = self.sidecar.limits.timeout_ms;
-        let task = tokio::spawn(async move {
+        let run = async move {
             let run = async {
                 let proxy = pre.instantiate_async(&mut store).await.map_err(|e| {
                     // Memories past the cap at the start fail every time:
@@ -108,22 +126,52 @@ impl Plugin {
                         }
                     })
             };
-            match tokio::time::timeout_at(deadline, run).await {
-                Ok(result) => result,
-                Err(_) => Err(Failure::Timeout(timeout_ms)),
+            // A panic in a host call fails this request only, as it would
+            // in a task of its own.
+            let run = std::panic::AssertUnwindSafe(tokio::time::timeout_at(deadline, run));
+            match run.catch_unwind().await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(Failure::Timeout(timeout_ms)),
+                Err(_) => Err(Failure::Trap("a host call panicked".to_owned())),
             }
-        });
+        };
 
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(Failure::ErrorCode(format!("{code:?}"))),
-            // The sender is gone with the store: the task ended with no response.
-            Err(_) => match task.await {
-                Ok(Ok(())) => Err(Failure::NoResponse),
-                Ok(Err(failure)) => Err(failure),
-                Err(join) => Err(Failure::Trap(format!("the instance task failed: {join}"))),
+        // The instance runs in this request's task until it has answered;
+        // a small answer is usually written whole by then. What is left of
+        // it (the rest of a body, or all of it if the client is gone) runs
+        // on in a task of its own.
+        let mut instance = Detached(Some(Box::pin(run)));
+        let mut receiver = receiver;
+        let first = std::future::poll_fn(|cx| {
+            if let Some(run) = instance.0.as_mut()
+                && let Poll::Ready(ended) = run.as_mut().poll(cx)
+            {
+                instance.0 = None;
+                return Poll::Ready(Err(ended));
+            }
+            Pin::new(&mut receiver).poll(cx).map(Ok)
+        })
+        .await;
+        let (answer, ended) = match first {
+            Ok(Ok(answer)) => (Some(answer), None),
+            Err(ended) => (receiver.try_recv().ok(), Some(ended)),
+            // The plugin dropped its response outparam unset: its run says why.
+            Ok(Err(_)) => (None, None),
+        };
+        let ended = match (answer, ended) {
+            (Some(Ok(response)), _) => return Ok(response),
+            (Some(Err(code)), _) => return Err(Failure::ErrorCode(format!("{code:?}"))),
+            (None, Some(ended)) => ended,
+            (None, None) => match instance.0.as_mut() {
+                Some(run) => {
+                    let ended = run.await;
+                    instance.0 = None;
+                    ended
+                }
+                None => Ok(()),
             },
-        }
+        };
+        Err(ended.err().unwrap_or(Failure::NoResponse))
     }
 
     /// A store for one fresh instance, under the plugin's memory cap and
