@@ -1109,6 +1109,45 @@ async fn concurrent_increments_lose_no_update_on_sqlite_and_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_finishes_its_work_when_its_client_leaves_first() {
+    use tokio::io::AsyncWriteExt;
+    let site = Site::new();
+    mount(&site, "app", "[grants]\nkv = true\n");
+    let server = site.serve(&[], &[]);
+    server.wait_serving("app").await;
+
+    // The client sends its request and hangs up long before the answer.
+    let mut stream = tokio::net::TcpStream::connect(&server.addr).await.unwrap();
+    stream
+        .write_all(
+            b"PUT /app/kv/late?after_ms=500 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\ndone",
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(stream);
+
+    // The plugin still wrote what it was asked to.
+    let start = Instant::now();
+    loop {
+        let response = client()
+            .get(server.url("/app/kv/late"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            assert_eq!(response.text().await.unwrap(), "done");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the write never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn outbound_reaches_granted_origins_only() {
     let upstream = Upstream::start("api").await;
     let site = Site::new();
