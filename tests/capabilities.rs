@@ -1264,6 +1264,92 @@ async fn outbound_requests_in_flight_stay_within_the_plugins_concurrency() {
     }
 }
 
+/// A listener on 127.0.0.1 whose accept queue is full: a further connection
+/// to it is never answered (Linux drops its SYN), as to a host behind a
+/// firewall that drops packets. Keep the returned streams alive with it.
+async fn unanswered_port() -> (tokio::net::TcpListener, Vec<tokio::net::TcpStream>) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    loop {
+        let connect = tokio::net::TcpStream::connect(addr);
+        match tokio::time::timeout(Duration::from_millis(300), connect).await {
+            Ok(stream) => queued.push(stream.unwrap()),
+            Err(_) => return (listener, queued),
+        }
+        assert!(queued.len() < 64, "the accept queue of {addr} never filled");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_timeouts_are_the_plugins_connect_and_first_byte() {
+    let upstream = Upstream::start("api").await;
+    let (unanswered, _queued) = unanswered_port().await;
+    let unanswered = unanswered.local_addr().unwrap();
+    let site = Site::new();
+    mount(
+        &site,
+        "caller",
+        &format!(
+            "[grants]\noutbound = [\"http://{}\", \"http://{unanswered}\"]\n",
+            upstream.addr
+        ),
+    );
+    let server = site.serve(&[], &[]);
+    server.wait_serving("caller").await;
+    let error = |body: &Value| body["error"].as_str().unwrap_or_default().to_owned();
+
+    // A connection that is never answered ends at the plugin's connect
+    // timeout, not the host's default of 10 s.
+    let start = Instant::now();
+    let (status, body) = fetch(
+        &server,
+        "caller",
+        &format!("http://{unanswered}/"),
+        "connect_ms=300",
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(error(&body).contains("ConnectionTimeout"), "{body}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // The first-byte timeout runs from the connection: a head 1.5 s late
+    // misses a 300 ms one, however long the connect timeout.
+    let late = format!("http://{}/slow?ms=1500", upstream.addr);
+    let start = Instant::now();
+    let (status, body) = fetch(
+        &server,
+        "caller",
+        &late,
+        "connect_ms=5000&first_byte_ms=300",
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(error(&body).contains("ConnectionReadTimeout"), "{body}");
+    assert!(
+        start.elapsed() < Duration::from_millis(1400),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // On a kept-alive connection too; and a head in time arrives.
+    let quick = format!("http://{}/slow?ms=0", upstream.addr);
+    let (status, body) = fetch(&server, "caller", &quick, "").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = fetch(&server, "caller", &late, "first_byte_ms=300").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(error(&body).contains("ConnectionReadTimeout"), "{body}");
+    let (status, body) = fetch(&server, "caller", &late, "first_byte_ms=5000").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["body"], "api slow", "{body}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn env_grants_expose_named_variables_and_secrets_only() {
     let site = Site::new();

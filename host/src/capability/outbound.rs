@@ -8,8 +8,8 @@
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{CaptureConnection, HttpConnector, capture_connection};
+use hyper_util::client::legacy::{Client, Error as ClientError};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -20,6 +20,9 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// How long a connection may take when the plugin sets no timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest connect timeout a plugin may set: the shared connector's
+/// own limit, under the per-request one.
+const MOST_CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the response head may take when the plugin sets no timeout.
 const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the response body may pause when the plugin sets no timeout.
@@ -221,7 +224,7 @@ where
 {
     connector.enforce_http(false);
     connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    connector.set_connect_timeout(Some(MOST_CONNECT_TIMEOUT));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_webpki_roots()
         .https_or_http()
@@ -304,11 +307,18 @@ async fn take_body(mut body: WasiBody) {
 }
 
 /// Sends an allowed request (let out by a wildcard grant when `wildcard`)
-/// on the shared client under the timeouts, holding one of the plugin's
-/// `slots` until the response body ends. A request that finds no free slot
-/// within its connect timeout gets `connection-limit-reached`.
+/// on the shared client under the plugin's timeouts, holding one of the
+/// plugin's `slots` until the response body ends.
+///
+/// The timeouts mean what wasi:http says: the connect timeout covers the
+/// wait for a slot and the connection together (a request that finds no
+/// free slot in it gets `connection-limit-reached`, one that cannot
+/// connect in it `connection-timeout`); the first-byte timeout runs from
+/// the connection (new or pooled) to the response head
+/// (`connection-read-timeout`); the between-bytes timeout covers each
+/// pause in the response body.
 async fn send(
-    request: http::Request<WasiBody>,
+    mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
     wildcard: bool,
     slots: &Arc<tokio::sync::Semaphore>,
@@ -320,28 +330,30 @@ async fn send(
     Error,
 > {
     let options = options.unwrap_or_default();
-    let connect = options.connect_timeout.unwrap_or(CONNECT_TIMEOUT);
+    let connect_by = tokio::time::Instant::now()
+        + options
+            .connect_timeout
+            .unwrap_or(CONNECT_TIMEOUT)
+            .min(MOST_CONNECT_TIMEOUT);
     let first_byte = options.first_byte_timeout.unwrap_or(FIRST_BYTE_TIMEOUT);
     let between_bytes = options
         .between_bytes_timeout
         .unwrap_or(BETWEEN_BYTES_TIMEOUT)
         .max(Duration::from_nanos(1));
-    let slot = match tokio::time::timeout(connect, slots.clone().acquire_owned()).await {
+    let slot = match tokio::time::timeout_at(connect_by, slots.clone().acquire_owned()).await {
         Ok(Ok(slot)) => slot,
         Ok(Err(_)) | Err(_) => {
             take_body(request.into_body()).await;
             return Err(Error::ConnectionLimitReached);
         }
     };
+    let connected = capture_connection(&mut request);
     let sending = if wildcard {
         AWAY_FROM_ADMIN.request(request)
     } else {
         CLIENT.request(request)
     };
-    let response = tokio::time::timeout(connect + first_byte, sending)
-        .await
-        .map_err(|_| Error::ConnectionReadTimeout)?
-        .map_err(client_error)?;
+    let response = response_head(sending, connected, connect_by, first_byte).await?;
     let response = response.map(|body| {
         Paced {
             body,
@@ -354,8 +366,36 @@ async fn send(
     Ok((response, Box::new(async { Ok(()) })))
 }
 
+/// Waits for the response head of `sending`: its connection by
+/// `connect_by`, then the head within `first_byte` of the connection.
+async fn response_head(
+    sending: impl Future<Output = Result<http::Response<hyper::body::Incoming>, ClientError>>,
+    mut connected: CaptureConnection,
+    connect_by: tokio::time::Instant,
+    first_byte: Duration,
+) -> Result<http::Response<hyper::body::Incoming>, Error> {
+    let mut sending = std::pin::pin!(sending);
+    // The capture resolves when the client has a connection for the
+    // request, or at once when the request failed before it had one.
+    let before_connection = tokio::time::timeout_at(connect_by, async {
+        tokio::select! {
+            biased;
+            response = &mut sending => Some(response),
+            _ = connected.wait_for_connection_metadata() => None,
+        }
+    });
+    let response = match before_connection.await {
+        Err(_) => return Err(Error::ConnectionTimeout),
+        Ok(Some(response)) => response,
+        Ok(None) => tokio::time::timeout(first_byte, sending)
+            .await
+            .map_err(|_| Error::ConnectionReadTimeout)?,
+    };
+    response.map_err(client_error)
+}
+
 /// The wasi:http error code of a failed client request.
-fn client_error(error: hyper_util::client::legacy::Error) -> Error {
+fn client_error(error: ClientError) -> Error {
     use std::error::Error as _;
     let mut source = error.source();
     while let Some(cause) = source {
