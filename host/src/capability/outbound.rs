@@ -315,8 +315,9 @@ async fn take_body(mut body: WasiBody) {
 /// free slot in it gets `connection-limit-reached`, one that cannot
 /// connect in it `connection-timeout`); the first-byte timeout runs from
 /// the connection (new or pooled) to the response head
-/// (`connection-read-timeout`); the between-bytes timeout covers each
-/// pause in the response body.
+/// (`connection-read-timeout`; a request the client sends again on a new
+/// connection, because its pooled one had closed, reconnects within it);
+/// the between-bytes timeout covers each pause in the response body.
 async fn send(
     mut request: http::Request<WasiBody>,
     options: Option<RequestOptions>,
