@@ -1899,6 +1899,163 @@ async fn a_postgres_statement_that_lifts_every_timeout_is_stopped_when_the_host_
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    let (t, mood, email) = (table("typed"), table("mood"), table("email"));
+    run(
+        &server,
+        "app",
+        "pg",
+        &format!("CREATE TYPE {mood} AS ENUM ('sad', 'ok', 'happy')"),
+    )
+    .await;
+    run(
+        &server,
+        "app",
+        "pg",
+        &format!("CREATE DOMAIN {email} AS TEXT CHECK (VALUE LIKE '%@%')"),
+    )
+    .await;
+    run(
+        &server,
+        "app",
+        "pg",
+        &format!("CREATE TABLE {t} (m {mood}, e {email}, span INTERVAL, host INET, net CIDR)"),
+    )
+    .await;
+
+    // Text goes to an enum, a domain over text, an inet and a cidr as it
+    // would as an untyped literal; an interval takes it through a cast.
+    ok(execute(
+        &server,
+        "app",
+        "pg",
+        &format!("INSERT INTO {t} VALUES ($1, $2, $3::text::interval, $4, $5)"),
+        json!([
+            {"text": "happy"},
+            {"text": "a@example.com"},
+            {"text": "1 year 2 mons -3 days 04:05:06.789"},
+            {"text": "192.168.0.1/24"},
+            {"text": "2001:db8::/32"}
+        ]),
+    )
+    .await)
+    .await;
+    let rows = ok(query(
+        &server,
+        "app",
+        "pg",
+        &format!("SELECT m, e, span, host, net FROM {t} WHERE m = $1 AND host = $2"),
+        json!([{"text": "happy"}, {"text": "192.168.0.1/24"}]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows["rows"],
+        json!([[
+            {"text": "happy"},
+            {"text": "a@example.com"},
+            {"text": "P1Y2M-3DT4H5M6.789S"},
+            {"text": "192.168.0.1/24"},
+            {"text": "2001:db8::/32"}
+        ]])
+    );
+
+    // An interval reads as the ISO 8601 duration Postgres itself reads back
+    // to the same value; an address as Postgres writes it.
+    let intervals = [
+        "0",
+        "1 day",
+        "-1 year -2 mons +3 days -04:05:06",
+        "00:00:00.5",
+        "-00:00:00.000001",
+        "178000000 years",
+        "1 mon 36:00:00",
+    ];
+    for interval in intervals {
+        let read = ok(query(
+            &server,
+            "app",
+            "pg",
+            "SELECT $1::text::interval",
+            json!([{"text": interval}]),
+        )
+        .await)
+        .await;
+        let iso = read["rows"][0][0]["text"].as_str().unwrap().to_owned();
+        let same = ok(query(
+            &server,
+            "app",
+            "pg",
+            "SELECT $1::text::interval::text = $2::text::interval::text",
+            json!([{"text": iso}, {"text": interval}]),
+        )
+        .await)
+        .await;
+        assert_eq!(
+            same["rows"][0][0],
+            json!({"integer": 1}),
+            "{interval} read as {iso}"
+        );
+    }
+    let addresses = ok(query(
+        &server,
+        "app",
+        "pg",
+        "SELECT '10.0.0.1'::inet, '10.0.0.1/32'::cidr, '::ffff:1.2.3.4'::inet, '2001:db8::1/64'::inet",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        addresses["rows"][0],
+        json!([
+            {"text": "10.0.0.1"},
+            {"text": "10.0.0.1/32"},
+            {"text": "::ffff:1.2.3.4"},
+            {"text": "2001:db8::1/64"}
+        ])
+    );
+
+    // What a type refuses is said with what it takes.
+    let refused = |status: u16, body: &Value, part: &str| {
+        assert_eq!(status, 400, "{body}");
+        assert!(body["message"].as_str().unwrap().contains(part), "{body}");
+    };
+    let insert = format!("INSERT INTO {t} (m) VALUES ($1)");
+    let (status, body) = execute(&server, "app", "pg", &insert, json!([{"text": "glad"}])).await;
+    refused(status, &body, "sad, ok, happy");
+    let insert = format!("INSERT INTO {t} (net) VALUES ($1)");
+    let (status, body) = execute(
+        &server,
+        "app",
+        "pg",
+        &insert,
+        json!([{"text": "10.1.0.0/8"}]),
+    )
+    .await;
+    refused(status, &body, "right of its /8 prefix");
+    let insert = format!("INSERT INTO {t} (span) VALUES ($1)");
+    let (status, body) = execute(&server, "app", "pg", &insert, json!([{"text": "1 day"}])).await;
+    refused(status, &body, "$1::text::interval");
+    let insert = format!("INSERT INTO {t} (e) VALUES ($1)");
+    let (status, body) = execute(&server, "app", "pg", &insert, json!([{"text": "nobody"}])).await;
+    assert_eq!(status, 409, "{body}");
+
+    for drop in [
+        format!("DROP TABLE {t}"),
+        format!("DROP TYPE {mood}"),
+        format!("DROP DOMAIN {email}"),
+    ] {
+        run(&server, "app", "pg", &drop).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn postgres_connections_pass_from_call_to_call_and_the_kv_store_still_gets_its_turn() {
     let site = Site::new();
     mount(

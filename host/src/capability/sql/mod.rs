@@ -32,12 +32,13 @@ mod backends;
 mod in_place;
 mod kept;
 mod numeric;
+mod pg_text;
 
 use super::bindings::gatehouse::plugin::sql::{Error as SqlError, Rows, Statement, Value};
 use crate::config::DatabaseConfig;
 use crate::error::{Error, Result};
 use sqlx::pool::PoolOptions;
-use sqlx::postgres::{PgConnectOptions, PgPool, PgTypeInfo, Postgres};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgTypeInfo, PgTypeKind, Postgres};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 use sqlx::types::{Uuid, chrono};
 use sqlx::{Column, Executor, Row, Statement as _, TypeInfo, ValueRef};
@@ -883,6 +884,8 @@ enum PgArg {
     Float8(f64),
     /// The binary form ([`numeric::encode`]).
     Numeric(Vec<u8>),
+    /// An `inet` or `cidr` in binary form ([`pg_text::encode_address`]).
+    Address(Vec<u8>, PgTypeInfo),
     Text(String),
     Bytea(Vec<u8>),
     Uuid(Uuid),
@@ -914,7 +917,7 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Int8(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Float4(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Float8(v) => E::<Postgres>::encode_by_ref(v, buf),
-            PgArg::Numeric(bytes) => {
+            PgArg::Numeric(bytes) | PgArg::Address(bytes, _) => {
                 buf.extend_from_slice(bytes);
                 Ok(sqlx::encode::IsNull::No)
             }
@@ -940,6 +943,7 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Float4(_) => <f32 as T<Postgres>>::type_info(),
             PgArg::Float8(_) => <f64 as T<Postgres>>::type_info(),
             PgArg::Numeric(_) => PgTypeInfo::with_oid(numeric::OID),
+            PgArg::Address(_, ty) => ty.clone(),
             PgArg::Text(_) => <String as T<Postgres>>::type_info(),
             PgArg::Bytea(_) => <Vec<u8> as T<Postgres>>::type_info(),
             PgArg::Uuid(_) => <Uuid as T<Postgres>>::type_info(),
@@ -986,7 +990,8 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
     let name = ty.name().to_owned();
     let mismatch = |what: &str| {
         SqlError::BadStatement(format!(
-            "parameter ${n}: {what} cannot be used as {name}; pass a matching value or cast the placeholder, e.g. ${n}::text"
+            "parameter ${n}: {what} cannot be used as {name}; pass a matching value or cast the placeholder through text, e.g. ${n}::text::{}",
+            name.to_ascii_lowercase()
         ))
     };
     let parse = |text: &str, kind: &str| {
@@ -994,6 +999,21 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
             "parameter ${n}: `{text}` is not a valid {kind} for {name}"
         ))
     };
+    match (ty.kind(), value) {
+        // A domain takes what its base type takes.
+        (PgTypeKind::Domain(base), _) => return pg_arg(value, base.clone(), n),
+        // An enum's binary form is its label.
+        (PgTypeKind::Enum(labels), Value::Text(t)) => {
+            return match labels.iter().any(|label| label == t) {
+                true => Ok(PgArg::Text(t.clone())),
+                false => Err(SqlError::BadStatement(format!(
+                    "parameter ${n}: `{t}` is not a label of the enum {name} ({})",
+                    labels.join(", ")
+                ))),
+            };
+        }
+        _ => {}
+    }
     Ok(match (value, name.as_str()) {
         (Value::Null, _) => PgArg::Null(ty),
         (Value::Integer(i), "BOOL") => PgArg::Bool(*i != 0),
@@ -1059,6 +1079,11 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
             chrono::NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
                 .map_err(|_| parse(t, "time (HH:MM:SS)"))?,
         ),
+        (Value::Text(t), "INET" | "CIDR") => PgArg::Address(
+            pg_text::encode_address(t, name == "CIDR")
+                .map_err(|unfit| SqlError::BadStatement(format!("parameter ${n}: {unfit}")))?,
+            ty,
+        ),
         (Value::Integer(_), _) => return Err(mismatch("an integer")),
         (Value::Real(_), _) => return Err(mismatch("a real")),
         (Value::Text(_), _) => return Err(mismatch("text")),
@@ -1104,6 +1129,18 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     }
     let get = |e: sqlx::Error| sql_error(e);
     let text = |s: String| Ok(Value::Text(s));
+    // A type whose binary form the host reads itself, as text.
+    let read = |decode: fn(&[u8]) -> Option<String>, kind: &str| {
+        let raw = row.try_get_raw(i).map_err(get)?;
+        let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
+        decode(bytes).map(Value::Text).ok_or_else(|| {
+            SqlError::Other(format!("column `{}`: a malformed {kind}", column.name()))
+        })
+    };
+    // An enum's binary form is its label.
+    if let PgTypeKind::Enum(_) = column.type_info().kind() {
+        return text(row.try_get_unchecked::<String, _>(i).map_err(get)?);
+    }
     match column.type_info().name() {
         "BOOL" => Ok(Value::Integer(row.try_get::<bool, _>(i).map_err(get)? as i64)),
         "INT2" => Ok(Value::Integer(row.try_get::<i16, _>(i).map_err(get)?.into())),
@@ -1114,13 +1151,9 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         )),
         "FLOAT4" => Ok(Value::Real(row.try_get::<f32, _>(i).map_err(get)?.into())),
         "FLOAT8" => Ok(Value::Real(row.try_get::<f64, _>(i).map_err(get)?)),
-        "NUMERIC" => {
-            let raw = row.try_get_raw(i).map_err(get)?;
-            let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
-            numeric::decode(bytes).map(Value::Text).ok_or_else(|| {
-                SqlError::Other(format!("column `{}`: a malformed numeric", column.name()))
-            })
-        }
+        "NUMERIC" => read(numeric::decode, "numeric"),
+        "INTERVAL" => read(pg_text::interval, "interval"),
+        "INET" | "CIDR" => read(pg_text::address, "address"),
         "BYTEA" => Ok(Value::Blob(row.try_get(i).map_err(get)?)),
         "UUID" => text(row.try_get::<Uuid, _>(i).map_err(get)?.to_string()),
         "JSON" | "JSONB" => text(
