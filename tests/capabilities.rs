@@ -2021,6 +2021,52 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
         ])
     );
 
+    // Arrays go both ways as JSON: `= ANY($1)` takes a JSON array, and an
+    // array arrives as one (nested for more dimensions).
+    let rows = ok(query(
+        &server,
+        "app",
+        "pg",
+        "SELECT n FROM generate_series(1, 5) AS n WHERE n = ANY($1) ORDER BY n",
+        json!([{"text": "[1, 3, null, 5]"}]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows["rows"],
+        json!([[{"integer": 1}], [{"integer": 3}], [{"integer": 5}]])
+    );
+    let arrays = ok(query(
+        &server,
+        "app",
+        "pg",
+        "SELECT $1::bool[], $2::float8[], $3::uuid[], $4::jsonb[], $5::numeric[], $6::text[], \
+         ARRAY[[1, 2], [3, 4]], '{}'::int8[]",
+        json!([
+            {"text": "[true, false, null]"},
+            {"text": "[0.5, \"NaN\", \"-Infinity\"]"},
+            {"text": "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]"},
+            {"text": "[{\"likes\": [1, 2]}, null]"},
+            {"text": "[\"12.50\", 7]"},
+            {"text": "[\"a\", \"zoë\"]"}
+        ]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        arrays["rows"][0],
+        json!([
+            {"text": "[true,false,null]"},
+            {"text": "[0.5,\"NaN\",\"-Infinity\"]"},
+            {"text": "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]"},
+            {"text": "[{\"likes\":[1,2]},null]"},
+            {"text": "[\"12.50\",\"7\"]"},
+            {"text": "[\"a\",\"zoë\"]"},
+            {"text": "[[1,2],[3,4]]"},
+            {"text": "[]"}
+        ])
+    );
+
     // What a type refuses is said with what it takes.
     let refused = |status: u16, body: &Value, part: &str| {
         assert_eq!(status, 400, "{body}");
@@ -2042,6 +2088,15 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
     let insert = format!("INSERT INTO {t} (span) VALUES ($1)");
     let (status, body) = execute(&server, "app", "pg", &insert, json!([{"text": "1 day"}])).await;
     refused(status, &body, "$1::text::interval");
+    let (status, body) = query(
+        &server,
+        "app",
+        "pg",
+        "SELECT $1::int2[]",
+        json!([{"text": "[1, 70000]"}]),
+    )
+    .await;
+    refused(status, &body, "element 1 (70000) is not an int2");
     let insert = format!("INSERT INTO {t} (e) VALUES ($1)");
     let (status, body) = execute(&server, "app", "pg", &insert, json!([{"text": "nobody"}])).await;
     assert_eq!(status, 409, "{body}");

@@ -28,6 +28,7 @@
 //! is one plain statement runs in place, on the calling thread ([`in_place`]);
 //! everything else goes through the pool.
 
+mod arrays;
 mod backends;
 mod in_place;
 mod kept;
@@ -884,8 +885,9 @@ enum PgArg {
     Float8(f64),
     /// The binary form ([`numeric::encode`]).
     Numeric(Vec<u8>),
-    /// An `inet` or `cidr` in binary form ([`pg_text::encode_address`]).
-    Address(Vec<u8>, PgTypeInfo),
+    /// A binary form the host wrote itself (an `inet`, a `cidr`, an
+    /// array), and its type.
+    Written(Vec<u8>, PgTypeInfo),
     Text(String),
     Bytea(Vec<u8>),
     Uuid(Uuid),
@@ -917,7 +919,7 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Int8(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Float4(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Float8(v) => E::<Postgres>::encode_by_ref(v, buf),
-            PgArg::Numeric(bytes) | PgArg::Address(bytes, _) => {
+            PgArg::Numeric(bytes) | PgArg::Written(bytes, _) => {
                 buf.extend_from_slice(bytes);
                 Ok(sqlx::encode::IsNull::No)
             }
@@ -943,7 +945,7 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Float4(_) => <f32 as T<Postgres>>::type_info(),
             PgArg::Float8(_) => <f64 as T<Postgres>>::type_info(),
             PgArg::Numeric(_) => PgTypeInfo::with_oid(numeric::OID),
-            PgArg::Address(_, ty) => ty.clone(),
+            PgArg::Written(_, ty) => ty.clone(),
             PgArg::Text(_) => <String as T<Postgres>>::type_info(),
             PgArg::Bytea(_) => <Vec<u8> as T<Postgres>>::type_info(),
             PgArg::Uuid(_) => <Uuid as T<Postgres>>::type_info(),
@@ -1010,6 +1012,13 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
                     "parameter ${n}: `{t}` is not a label of the enum {name} ({})",
                     labels.join(", ")
                 ))),
+            };
+        }
+        (PgTypeKind::Array(element), Value::Text(t)) if arrays::maps(element.name()) => {
+            let oid = element.oid().map_or(0, |oid| oid.0);
+            return match arrays::encode(t, element.name(), oid) {
+                Ok(form) => Ok(PgArg::Written(form, ty)),
+                Err(unfit) => Err(SqlError::BadStatement(format!("parameter ${n}: {unfit}"))),
             };
         }
         _ => {}
@@ -1079,7 +1088,7 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
             chrono::NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
                 .map_err(|_| parse(t, "time (HH:MM:SS)"))?,
         ),
-        (Value::Text(t), "INET" | "CIDR") => PgArg::Address(
+        (Value::Text(t), "INET" | "CIDR") => PgArg::Written(
             pg_text::encode_address(t, name == "CIDR")
                 .map_err(|unfit| SqlError::BadStatement(format!("parameter ${n}: {unfit}")))?,
             ty,
@@ -1137,9 +1146,19 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
             SqlError::Other(format!("column `{}`: a malformed {kind}", column.name()))
         })
     };
-    // An enum's binary form is its label.
-    if let PgTypeKind::Enum(_) = column.type_info().kind() {
-        return text(row.try_get_unchecked::<String, _>(i).map_err(get)?);
+    match column.type_info().kind() {
+        // An enum's binary form is its label.
+        PgTypeKind::Enum(_) => return text(row.try_get_unchecked::<String, _>(i).map_err(get)?),
+        PgTypeKind::Array(element) if arrays::maps(element.name()) => {
+            let raw = row.try_get_raw(i).map_err(get)?;
+            let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
+            return arrays::decode(bytes, element.name())
+                .map(|array| Value::Text(array.to_string()))
+                .ok_or_else(|| {
+                    SqlError::Other(format!("column `{}`: a malformed array", column.name()))
+                });
+        }
+        _ => {}
     }
     match column.type_info().name() {
         "BOOL" => Ok(Value::Integer(row.try_get::<bool, _>(i).map_err(get)? as i64)),
@@ -1174,29 +1193,6 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
             })
         }
         "TIME" => text(row.try_get::<chrono::NaiveTime, _>(i).map_err(get)?.to_string()),
-        // A NULL element is JSON's null.
-        "INT2[]" | "INT4[]" | "INT8[]" => {
-            let values: Vec<Option<i64>> = match column.type_info().name() {
-                "INT2[]" => row
-                    .try_get::<Vec<Option<i16>>, _>(i)
-                    .map_err(get)?
-                    .into_iter()
-                    .map(|v| v.map(i64::from))
-                    .collect(),
-                "INT4[]" => row
-                    .try_get::<Vec<Option<i32>>, _>(i)
-                    .map_err(get)?
-                    .into_iter()
-                    .map(|v| v.map(i64::from))
-                    .collect(),
-                _ => row.try_get(i).map_err(get)?,
-            };
-            text(serde_json::to_string(&values).unwrap_or_default())
-        }
-        "TEXT[]" | "VARCHAR[]" => {
-            let values: Vec<Option<String>> = row.try_get(i).map_err(get)?;
-            text(serde_json::to_string(&values).unwrap_or_default())
-        }
         other => row.try_get::<String, _>(i).map(Value::Text).map_err(|_| {
             SqlError::BadStatement(format!(
                 "column `{}` has the Postgres type {other}, which has no value mapping; cast it in the query, e.g. {}::text",

@@ -1,0 +1,254 @@
+//! Postgres arrays as JSON text, both ways. An array of booleans, integers,
+//! reals, text, uuids, numerics or JSON arrives as a JSON array
+//! (`[1,null,3]`, nested for more dimensions), and a parameter of such an
+//! array type takes one (one dimension), so `WHERE id = ANY($1)` takes
+//! `[1,2,3]`.
+//!
+//! The binary form (`array_send`): the number of dimensions, a has-nulls
+//! flag and the element type's OID; each dimension's length and lower
+//! bound; then each element as a length (-1 for NULL) and its own binary
+//! form.
+
+use super::numeric;
+use serde_json::Value as Json;
+use sqlx::types::Uuid;
+
+/// Whether arrays of the element type sqlx names `element` map.
+pub fn maps(element: &str) -> bool {
+    matches!(
+        element,
+        "BOOL"
+            | "INT2"
+            | "INT4"
+            | "INT8"
+            | "FLOAT4"
+            | "FLOAT8"
+            | "TEXT"
+            | "VARCHAR"
+            | "CHAR"
+            | "NAME"
+            | "UUID"
+            | "NUMERIC"
+            | "JSON"
+            | "JSONB"
+    )
+}
+
+/// An array of `element`s in binary form as JSON; `None` when malformed.
+pub fn decode(bytes: &[u8], element: &str) -> Option<Json> {
+    let mut at = Reader(bytes);
+    let dimensions = usize::try_from(at.i32()?).ok()?;
+    let _has_nulls = at.i32()?;
+    let _oid = at.i32()?;
+    if dimensions == 0 {
+        return Some(Json::Array(Vec::new()));
+    }
+    let mut lengths = Vec::with_capacity(dimensions.min(6));
+    for _ in 0..dimensions {
+        lengths.push(usize::try_from(at.i32()?).ok()?);
+        let _lower_bound = at.i32()?;
+    }
+    let array = nested(&mut at, &lengths, element)?;
+    at.0.is_empty().then_some(array)
+}
+
+/// The elements of one dimension (and those under it).
+fn nested(at: &mut Reader, lengths: &[usize], element: &str) -> Option<Json> {
+    let (&length, inner) = lengths.split_first()?;
+    let mut items = Vec::with_capacity(length.min(at.0.len() / 4));
+    for _ in 0..length {
+        items.push(match inner.is_empty() {
+            true => match at.i32()? {
+                -1 => Json::Null,
+                size => item(at.take(usize::try_from(size).ok()?)?, element)?,
+            },
+            false => nested(at, inner, element)?,
+        });
+    }
+    Some(Json::Array(items))
+}
+
+/// One element's binary form as JSON.
+fn item(bytes: &[u8], element: &str) -> Option<Json> {
+    let real = |value: f64| match value.is_finite() {
+        true => Json::from(value),
+        false => Json::from(value.to_string().replace("inf", "Infinity")),
+    };
+    Some(match element {
+        "BOOL" => Json::Bool(*bytes.first()? != 0),
+        "INT2" => Json::from(i16::from_be_bytes(bytes.try_into().ok()?)),
+        "INT4" => Json::from(i32::from_be_bytes(bytes.try_into().ok()?)),
+        "INT8" => Json::from(i64::from_be_bytes(bytes.try_into().ok()?)),
+        "FLOAT4" => real(f32::from_be_bytes(bytes.try_into().ok()?).into()),
+        "FLOAT8" => real(f64::from_be_bytes(bytes.try_into().ok()?)),
+        "UUID" => Json::from(Uuid::from_slice(bytes).ok()?.to_string()),
+        "NUMERIC" => Json::from(numeric::decode(bytes)?),
+        "JSON" => serde_json::from_slice(bytes).ok()?,
+        "JSONB" => serde_json::from_slice(bytes.strip_prefix(&[1])?).ok()?,
+        _ => Json::from(std::str::from_utf8(bytes).ok()?),
+    })
+}
+
+/// The binary form of `text`, a JSON array, as a one-dimensional array of
+/// `element`s (whose type OID is `oid`); the error says what does not fit.
+pub fn encode(text: &str, element: &str, oid: u32) -> Result<Vec<u8>, String> {
+    let Ok(Json::Array(items)) = serde_json::from_str::<Json>(text) else {
+        return Err(format!(
+            "`{}` is not a JSON array; an array parameter takes one, e.g. [1, 2, 3]",
+            text.chars().take(40).collect::<String>()
+        ));
+    };
+    let has_nulls = items.iter().any(Json::is_null);
+    let mut form = Vec::with_capacity(20 + items.len() * 12);
+    let dimensions: i32 = if items.is_empty() { 0 } else { 1 };
+    for word in [dimensions, i32::from(has_nulls)] {
+        form.extend_from_slice(&word.to_be_bytes());
+    }
+    form.extend_from_slice(&oid.to_be_bytes());
+    if !items.is_empty() {
+        let length = i32::try_from(items.len()).map_err(|_| "too many elements".to_owned())?;
+        form.extend_from_slice(&length.to_be_bytes());
+        form.extend_from_slice(&1i32.to_be_bytes());
+    }
+    for (i, value) in items.iter().enumerate() {
+        let bytes = match value {
+            Json::Null => {
+                form.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            value => element_form(value, element)
+                .map_err(|what| format!("element {i} ({value}) is not {what}"))?,
+        };
+        let size = i32::try_from(bytes.len()).map_err(|_| format!("element {i} is too large"))?;
+        form.extend_from_slice(&size.to_be_bytes());
+        form.extend_from_slice(&bytes);
+    }
+    Ok(form)
+}
+
+/// One element's binary form, or what it should have been.
+fn element_form(value: &Json, element: &str) -> Result<Vec<u8>, &'static str> {
+    let integer = |what| value.as_i64().ok_or(what);
+    let real = |what| match value {
+        Json::Number(number) => number.as_f64().ok_or(what),
+        Json::String(text) => match text.as_str() {
+            "NaN" => Ok(f64::NAN),
+            "Infinity" => Ok(f64::INFINITY),
+            "-Infinity" => Ok(f64::NEG_INFINITY),
+            _ => Err(what),
+        },
+        _ => Err(what),
+    };
+    Ok(match element {
+        "BOOL" => match value {
+            Json::Bool(flag) => vec![u8::from(*flag)],
+            Json::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
+                vec![u8::from(n.as_i64() == Some(1))]
+            }
+            _ => return Err("a boolean"),
+        },
+        "INT2" => i16::try_from(integer("an int2")?)
+            .map_err(|_| "an int2")?
+            .to_be_bytes()
+            .to_vec(),
+        "INT4" => i32::try_from(integer("an int4")?)
+            .map_err(|_| "an int4")?
+            .to_be_bytes()
+            .to_vec(),
+        "INT8" => integer("an int8")?.to_be_bytes().to_vec(),
+        "FLOAT4" => (real("a real")? as f32).to_be_bytes().to_vec(),
+        "FLOAT8" => real("a real")?.to_be_bytes().to_vec(),
+        "UUID" => value
+            .as_str()
+            .and_then(|text| Uuid::parse_str(text).ok())
+            .ok_or("a uuid")?
+            .as_bytes()
+            .to_vec(),
+        "NUMERIC" => {
+            let text = match value {
+                Json::Number(number) => number.to_string(),
+                Json::String(text) => text.clone(),
+                _ => return Err("a number"),
+            };
+            numeric::encode(&text).map_err(|_| "a number Postgres can hold")?
+        }
+        "JSON" => value.to_string().into_bytes(),
+        "JSONB" => [&[1u8][..], value.to_string().as_bytes()].concat(),
+        _ => value.as_str().ok_or("a string")?.as_bytes().to_vec(),
+    })
+}
+
+/// Reads big-endian words and byte runs off the front of a slice.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (taken, rest) = self.0.split_at_checked(n)?;
+        self.0 = rest;
+        Some(taken)
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn what_is_encoded_decodes_to_the_same_json() {
+        for (element, oid, text) in [
+            ("INT4", 23, "[1,null,-3]"),
+            ("INT8", 20, "[9007199254740993]"),
+            ("BOOL", 16, "[true,false,null]"),
+            ("FLOAT8", 701, "[0.25,\"NaN\",\"-Infinity\"]"),
+            ("TEXT", 25, "[\"a\",\"zoë\",null]"),
+            ("UUID", 2950, "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]"),
+            ("NUMERIC", 1700, "[\"12.50\",\"NaN\"]"),
+            ("JSONB", 3802, "[{\"a\":[1,2]},null]"),
+            ("INT2", 21, "[]"),
+        ] {
+            let form = encode(text, element, oid).unwrap();
+            let back = decode(&form, element).unwrap();
+            assert_eq!(
+                back,
+                serde_json::from_str::<Json>(text).unwrap(),
+                "{element}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_does_not_fit_is_named() {
+        assert!(
+            encode("1,2", "INT4", 23)
+                .unwrap_err()
+                .contains("not a JSON array")
+        );
+        let error = encode("[1, 70000]", "INT2", 21).unwrap_err();
+        assert!(
+            error.contains("element 1 (70000) is not an int2"),
+            "{error}"
+        );
+        assert!(
+            encode("[\"x\"]", "UUID", 2950)
+                .unwrap_err()
+                .contains("a uuid")
+        );
+        assert!(encode("[[1]]", "INT4", 23).unwrap_err().contains("an int4"));
+        assert_eq!(decode(&[0, 0, 0, 1], "INT4"), None);
+        // Two dimensions arrive nested: [[1], [2]] is two rows of one.
+        let words = |words: &[i32]| {
+            words
+                .iter()
+                .flat_map(|w| w.to_be_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let form = words(&[2, 0, 23, 2, 1, 1, 1, 4, 1, 4, 2]);
+        assert_eq!(decode(&form, "INT4"), Some(json!([[1], [2]])));
+        assert_eq!(decode(&form[..form.len() - 1], "INT4"), None);
+    }
+}
