@@ -1139,7 +1139,7 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     let get = |e: sqlx::Error| sql_error(e);
     let text = |s: String| Ok(Value::Text(s));
     // A type whose binary form the host reads itself, as text.
-    let read = |decode: fn(&[u8]) -> Option<String>, kind: &str| {
+    let read = |decode: &dyn Fn(&[u8]) -> Option<String>, kind: &str| {
         let raw = row.try_get_raw(i).map_err(get)?;
         let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
         decode(bytes).map(Value::Text).ok_or_else(|| {
@@ -1150,13 +1150,8 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         // An enum's binary form is its label.
         PgTypeKind::Enum(_) => return text(row.try_get_unchecked::<String, _>(i).map_err(get)?),
         PgTypeKind::Array(element) if arrays::maps(element.name()) => {
-            let raw = row.try_get_raw(i).map_err(get)?;
-            let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
-            return arrays::decode(bytes, element.name())
-                .map(|array| Value::Text(array.to_string()))
-                .ok_or_else(|| {
-                    SqlError::Other(format!("column `{}`: a malformed array", column.name()))
-                });
+            let decode = |bytes: &[u8]| Some(arrays::decode(bytes, element.name())?.to_string());
+            return read(&decode, "array");
         }
         _ => {}
     }
@@ -1170,9 +1165,9 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         )),
         "FLOAT4" => Ok(Value::Real(row.try_get::<f32, _>(i).map_err(get)?.into())),
         "FLOAT8" => Ok(Value::Real(row.try_get::<f64, _>(i).map_err(get)?)),
-        "NUMERIC" => read(numeric::decode, "numeric"),
-        "INTERVAL" => read(pg_text::interval, "interval"),
-        "INET" | "CIDR" => read(pg_text::address, "address"),
+        "NUMERIC" => read(&numeric::decode, "numeric"),
+        "INTERVAL" => read(&pg_text::interval, "interval"),
+        "INET" | "CIDR" => read(&pg_text::address, "address"),
         "BYTEA" => Ok(Value::Blob(row.try_get(i).map_err(get)?)),
         "UUID" => text(row.try_get::<Uuid, _>(i).map_err(get)?.to_string()),
         "JSON" | "JSONB" => text(
