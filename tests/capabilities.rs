@@ -1303,52 +1303,38 @@ async fn outbound_timeouts_are_the_plugins_connect_and_first_byte() {
     server.wait_serving("caller").await;
     let error = |body: &Value| body["error"].as_str().unwrap_or_default().to_owned();
 
+    // A call that must fail with `code`, and well before the host's
+    // defaults would have ended it.
+    let fails_with = async |url: &str, extra: &str, code: &str| {
+        let start = Instant::now();
+        let (status, body) = fetch(&server, "caller", url, extra).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(error(&body).contains(code), "{body}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    };
+
     // A connection that is never answered ends at the plugin's connect
     // timeout, not the host's default of 10 s.
-    let start = Instant::now();
-    let (status, body) = fetch(
-        &server,
-        "caller",
-        &format!("http://{unanswered}/"),
-        "connect_ms=300",
-    )
-    .await;
-    assert_eq!(status, 502, "{body}");
-    assert!(error(&body).contains("ConnectionTimeout"), "{body}");
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    let unanswered = format!("http://{unanswered}/");
+    fails_with(&unanswered, "connect_ms=300", "ConnectionTimeout").await;
 
     // The first-byte timeout runs from the connection: a head 1.5 s late
     // misses a 300 ms one, however long the connect timeout (before, the
     // two added up and this call got its answer).
     let late = format!("http://{}/slow?ms=1500", upstream.addr);
-    let start = Instant::now();
-    let (status, body) = fetch(
-        &server,
-        "caller",
-        &late,
-        "connect_ms=5000&first_byte_ms=300",
-    )
-    .await;
-    assert_eq!(status, 502, "{body}");
-    assert!(error(&body).contains("ConnectionReadTimeout"), "{body}");
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        start.elapsed()
-    );
+    let both = "connect_ms=5000&first_byte_ms=300";
+    fails_with(&late, both, "ConnectionReadTimeout").await;
 
     // Again after a quick call has left a connection in the pool; and a head
     // in time arrives.
     let quick = format!("http://{}/slow?ms=0", upstream.addr);
     let (status, body) = fetch(&server, "caller", &quick, "").await;
     assert_eq!(status, 200, "{body}");
-    let (status, body) = fetch(&server, "caller", &late, "first_byte_ms=300").await;
-    assert_eq!(status, 502, "{body}");
-    assert!(error(&body).contains("ConnectionReadTimeout"), "{body}");
+    fails_with(&late, "first_byte_ms=300", "ConnectionReadTimeout").await;
     let (status, body) = fetch(&server, "caller", &late, "first_byte_ms=5000").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["body"], "api slow", "{body}");
