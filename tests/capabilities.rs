@@ -1891,6 +1891,10 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
     let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
     let server = site.serve_config(&config, &[]);
     server.wait_serving("app").await;
+    let pg =
+        async |sql: &str, params: Value| ok(query(&server, "app", "pg", sql, params).await).await;
+    let pg_execute =
+        async |sql: &str, params: Value| ok(execute(&server, "app", "pg", sql, params).await).await;
     let (t, mood, email) = (table("typed"), table("mood"), table("email"));
     run(
         &server,
@@ -1916,10 +1920,7 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
 
     // Text goes to an enum, a domain over text, an inet and a cidr as it
     // would as an untyped literal; an interval takes it through a cast.
-    ok(execute(
-        &server,
-        "app",
-        "pg",
+    pg_execute(
         &format!("INSERT INTO {t} VALUES ($1, $2, $3::text::interval, $4, $5)"),
         json!([
             {"text": "happy"},
@@ -1929,16 +1930,11 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
             {"text": "2001:db8::/32"}
         ]),
     )
-    .await)
     .await;
-    let rows = ok(query(
-        &server,
-        "app",
-        "pg",
+    let rows = pg(
         &format!("SELECT m, e, span, host, net FROM {t} WHERE m = $1 AND host = $2"),
         json!([{"text": "happy"}, {"text": "192.168.0.1/24"}]),
     )
-    .await)
     .await;
     assert_eq!(
         rows["rows"],
@@ -1963,24 +1959,12 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
         "1 mon 36:00:00",
     ];
     for interval in intervals {
-        let read = ok(query(
-            &server,
-            "app",
-            "pg",
-            "SELECT $1::text::interval",
-            json!([{"text": interval}]),
-        )
-        .await)
-        .await;
+        let read = pg("SELECT $1::text::interval", json!([{"text": interval}])).await;
         let iso = read["rows"][0][0]["text"].as_str().unwrap().to_owned();
-        let same = ok(query(
-            &server,
-            "app",
-            "pg",
+        let same = pg(
             "SELECT $1::text::interval::text = $2::text::interval::text",
             json!([{"text": iso}, {"text": interval}]),
         )
-        .await)
         .await;
         assert_eq!(
             same["rows"][0][0],
@@ -1988,15 +1972,7 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
             "{interval} read as {iso}"
         );
     }
-    let addresses = ok(query(
-        &server,
-        "app",
-        "pg",
-        "SELECT '10.0.0.1'::inet, '10.0.0.1/32'::cidr, '::ffff:1.2.3.4'::inet, '2001:db8::1/64'::inet",
-        json!([]),
-    )
-    .await)
-    .await;
+    let addresses = pg("SELECT '10.0.0.1'::inet, '10.0.0.1/32'::cidr, '::ffff:1.2.3.4'::inet, '2001:db8::1/64'::inet", json!([])).await;
     assert_eq!(
         addresses["rows"][0],
         json!([
@@ -2009,23 +1985,16 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
 
     // Arrays go both ways as JSON: `= ANY($1)` takes a JSON array, and an
     // array arrives as one (nested for more dimensions).
-    let rows = ok(query(
-        &server,
-        "app",
-        "pg",
+    let rows = pg(
         "SELECT n FROM generate_series(1, 5) AS n WHERE n = ANY($1) ORDER BY n",
         json!([{"text": "[1, 3, null, 5]"}]),
     )
-    .await)
     .await;
     assert_eq!(
         rows["rows"],
         json!([[{"integer": 1}], [{"integer": 3}], [{"integer": 5}]])
     );
-    let arrays = ok(query(
-        &server,
-        "app",
-        "pg",
+    let arrays = pg(
         "SELECT $1::bool[], $2::float8[], $3::uuid[], $4::jsonb[], $5::numeric[], $6::text[], \
          ARRAY[[1, 2], [3, 4]], '{}'::int8[]",
         json!([
@@ -2037,7 +2006,6 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
             {"text": "[\"a\", \"zoë\"]"}
         ]),
     )
-    .await)
     .await;
     assert_eq!(
         arrays["rows"][0],
