@@ -558,6 +558,23 @@ async fn postgres_values_map_to_the_nearest_value() {
             {"text": "[\"x\",null]"}
         ])
     );
+    // And go back in as they came out.
+    let infinite = json!([
+        {"text": "infinity"},
+        {"text": "-infinity"},
+        {"text": "-infinity"},
+        {"text": "infinity"}
+    ]);
+    let rows = ok(query(
+        &server,
+        "app",
+        "pg",
+        "SELECT $1::timestamptz AS a, $2::timestamptz AS b, $3::timestamp AS c, $4::date AS d",
+        infinite.clone(),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["rows"][0], infinite);
 
     ok(execute(&server, "app", "pg", &format!("DROP TABLE {t}"), json!([])).await).await;
 }
@@ -1398,6 +1415,52 @@ async fn a_secret_that_cannot_be_read_stops_the_start_with_its_name() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_database_entry_on_the_hosts_own_file_or_with_a_bad_url_stops_the_start() {
+    let site = Site::new();
+    let start = |databases: String| {
+        let file = site.dir.path().join("gatehouse.toml");
+        std::fs::write(&file, config_with(&databases)).unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+            .args(["serve", "--config"])
+            .arg(&file)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(20) {
+                child.kill().unwrap();
+                panic!("the server started with {databases}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let output = child.wait_with_output().unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    // The host's file keeps every plugin's kv store.
+    let own = site.data().join("gatehouse.db");
+    let stderr = start(format!(
+        "[databases.reports]\nurl = \"sqlite://{}\"\n",
+        own.display()
+    ));
+    assert!(
+        stderr.contains("reports") && stderr.contains("host's own file"),
+        "{stderr}"
+    );
+    // A misspelt scheme is named without the password beside it.
+    let stderr = start(
+        "[databases.pg]\nurl = \"postgress://app:Hunter2Secret@db.internal/app\"\n".to_owned(),
+    );
+    assert!(
+        stderr.contains("postgress://app:***@db.internal"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Hunter2Secret"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old_version() {
     let site = Site::new();
     let migrations = site.dir.path().join("notes-migrations");
@@ -1437,11 +1500,17 @@ async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old
     .await;
     ok(query(&server, "tags", "main", "SELECT * FROM tags", json!([])).await).await;
 
-    // A broken migration: the load fails, nothing of it stays, and the
-    // version that was serving keeps serving.
+    // A good migration and a broken one after it: the load fails, nothing
+    // of either stays (a load's migrations apply in one transaction), and
+    // the version that was serving keeps serving on the schema it knows.
     std::fs::write(
-        migrations.join("0002_broken.sql"),
-        "ALTER TABLE notes ADD COLUMN color TEXT; CREATE TABLE oops (;",
+        migrations.join("0002_color.sql"),
+        "ALTER TABLE notes ADD COLUMN color TEXT;",
+    )
+    .unwrap();
+    std::fs::write(
+        migrations.join("0003_broken.sql"),
+        "ALTER TABLE notes RENAME COLUMN body TO text; CREATE TABLE oops (;",
     )
     .unwrap();
     site.put("notes.toml", format!("{sidecar}# touched\n"));
@@ -1451,7 +1520,7 @@ async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old
         })
         .await;
     let error = failed["last_error"].as_str().unwrap();
-    assert!(error.contains("0002_broken"), "{error}");
+    assert!(error.contains("0003_broken"), "{error}");
     assert_eq!(failed["state"], "serving");
     assert_eq!(failed["loaded_at"], first["loaded_at"]);
     bad_statement(
@@ -1464,11 +1533,20 @@ async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old
         )
         .await,
     );
+    ok(query(
+        &server,
+        "notes",
+        "main",
+        "SELECT body FROM notes",
+        json!([]),
+    )
+    .await)
+    .await;
 
     // Fixed: applied once, and the data of the first stays.
     std::fs::write(
-        migrations.join("0002_broken.sql"),
-        "ALTER TABLE notes ADD COLUMN color TEXT;",
+        migrations.join("0003_broken.sql"),
+        "CREATE INDEX notes_by_color ON notes (color);",
     )
     .unwrap();
     site.put("notes.toml", format!("{sidecar}# fixed\n"));
@@ -1501,6 +1579,7 @@ async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old
         json!([
             [{"text": "notes"}, {"integer": 1}],
             [{"text": "notes"}, {"integer": 2}],
+            [{"text": "notes"}, {"integer": 3}],
             [{"text": "tags"}, {"integer": 1}]
         ])
     );
@@ -1663,12 +1742,75 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
         json!([[{"integer": 1}], [{"integer": 2}], [{"integer": 2}]])
     );
 
+    // A batch is one transaction, the host's to end: a statement that ends
+    // it fails the batch, and nothing after it runs. The failing batches and
+    // the insert after them must then run as on a fresh connection, the
+    // insert committed.
+    let batch = async |statements: Value| {
+        call(
+            &server,
+            "POST",
+            "/app/sql/batch?db=one",
+            Some(json!({ "statements": statements })),
+        )
+        .await
+    };
+    for ender in [
+        "COMMIT",
+        "END TRANSACTION",
+        "INSERT INTO t VALUES (3); ROLLBACK",
+    ] {
+        let (status, body) = batch(json!([
+            {"sql": "INSERT INTO t VALUES (3)", "params": []},
+            {"sql": ender, "params": []},
+            {"sql": "INSERT INTO t VALUES (4)", "params": []},
+        ]))
+        .await;
+        assert_eq!(status, 400, "{ender}: {body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .contains("ended the batch's transaction"),
+            "{ender}: {body}"
+        );
+        let (status, body) = batch(json!([
+            {"sql": "INSERT INTO t VALUES (5)", "params": []},
+            {"sql": "INSERT INTO nowhere VALUES (5)", "params": []},
+        ]))
+        .await;
+        assert_eq!(status, 400, "{body}");
+    }
+    run(&server, "app", "one", "INSERT INTO t VALUES (6)").await;
+    let rows = ok(query(
+        &server,
+        "app",
+        "check",
+        "SELECT x FROM t WHERE x > 2 ORDER BY x",
+        json!([]),
+    )
+    .await)
+    .await;
+    // The first two batches committed their 3 themselves; the third rolled
+    // its two back.
+    assert_eq!(
+        rows["rows"],
+        json!([[{"integer": 3}], [{"integer": 3}], [{"integer": 6}]])
+    );
+
     for command in [
         "BEGIN",
         "  start transaction",
         "SET search_path TO elsewhere",
         "-- a comment\nreset all",
         "/* nested /* */ */ BEGIN",
+        "COMMIT",
+        "end",
+        "ROLLBACK",
+        "DEALLOCATE ALL",
+        "DISCARD ALL",
+        "PREPARE mine AS SELECT 1",
+        "COPY (SELECT 1) TO STDOUT",
     ] {
         let (status, body) = execute(&server, "app", "pg", command, json!([])).await;
         assert_eq!(status, 400, "{command}: {body}");
@@ -1761,6 +1903,45 @@ async fn a_runaway_sqlite_statement_is_stopped_at_its_timeout_and_frees_its_conn
         assert_eq!(rows["rows"], json!([[{"integer": 5_000_050_000_i64}]]));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_call_the_host_gives_up_on_leaves_no_transaction_behind() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"one\", \"check\"]\n");
+    // One connection, so a transaction left open on it would swallow the
+    // next call; `check` reads the same file apart. Each statement below
+    // stays within its 300 ms, but together they run past the call's
+    // 1,300 ms (acquire and statement timeouts).
+    let file = site.data().join("cut.db");
+    let config = config_with(&format!(
+        "[databases.one]\nurl = \"sqlite://{0}\"\nmax_connections = 1\n\
+         statement_timeout_ms = 300\nacquire_timeout_ms = 1000\n\
+         [databases.check]\nurl = \"sqlite://{0}\"\n",
+        file.display()
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    run(&server, "app", "one", "CREATE TABLE t (x TEXT)").await;
+
+    let a_while = "SELECT count(*) FROM (WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL \
+                   SELECT i + 1 FROM r WHERE i < 150000) SELECT i FROM r);";
+    let long = format!(
+        "BEGIN; INSERT INTO t VALUES ('left'); {}",
+        a_while.repeat(100)
+    );
+    let (status, body) = execute(&server, "app", "one", &long, json!([])).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("did not answer within 1300 ms"),
+        "{body}"
+    );
+    run(&server, "app", "one", "INSERT INTO t VALUES ('next')").await;
+    let rows = ok(query(&server, "app", "check", "SELECT x FROM t", json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"text": "next"}]]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -2020,6 +2201,50 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
             {"text": "[]"}
         ])
     );
+    // Arrays of enum labels, times and dates, and addresses: each element
+    // in the form its scalar takes.
+    let arrays = pg(
+        &format!(
+            "SELECT $1::{mood}[], $2::timestamptz[], $3::timestamp[], $4::date[], $5::time[], \
+             $6::inet[], $7::cidr[], ($1::{mood}[])[1] = 'ok'"
+        ),
+        json!([
+            {"text": "[\"ok\", null]"},
+            {"text": "[\"2026-11-22T10:30:00+01:00\", \"infinity\"]"},
+            {"text": "[\"2026-11-22 10:30:00.5\"]"},
+            {"text": "[\"2026-11-22\", \"-infinity\"]"},
+            {"text": "[\"23:59:59.000001\"]"},
+            {"text": "[\"192.168.0.1/24\", \"::1\"]"},
+            {"text": "[\"10.0.0.0/8\"]"}
+        ]),
+    )
+    .await;
+    assert_eq!(
+        arrays["rows"][0],
+        json!([
+            {"text": "[\"ok\",null]"},
+            {"text": "[\"2026-11-22T09:30:00Z\",\"infinity\"]"},
+            {"text": "[\"2026-11-22T10:30:00.500\"]"},
+            {"text": "[\"2026-11-22\",\"-infinity\"]"},
+            {"text": "[\"23:59:59.000001\"]"},
+            {"text": "[\"192.168.0.1/24\",\"::1\"]"},
+            {"text": "[\"10.0.0.0/8\"]"},
+            {"integer": 1}
+        ])
+    );
+    // Postgres reads them as it reads its own literals.
+    let same = pg(
+        &format!(
+            "SELECT $1::timestamptz[] = '{{\"2026-11-22 09:30:00+00\"}}'::timestamptz[], \
+             $2::{mood}[] = '{{happy,sad}}'::{mood}[]"
+        ),
+        json!([
+            {"text": "[\"2026-11-22T10:30:00+01:00\"]"},
+            {"text": "[\"happy\", \"sad\"]"}
+        ]),
+    )
+    .await;
+    assert_eq!(same["rows"][0], json!([{"integer": 1}, {"integer": 1}]));
 
     // What a type refuses is said with what it takes.
     let refused = |status: u16, body: &Value, part: &str| {
@@ -2051,6 +2276,24 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
     )
     .await;
     refused(status, &body, "element 1 (70000) is not an int2");
+    let (status, body) = query(
+        &server,
+        "app",
+        "pg",
+        "SELECT $1::date[]",
+        json!([{"text": "[\"2026-11-22\", \"22/11/2026\"]"}]),
+    )
+    .await;
+    refused(status, &body, "is not a date (YYYY-MM-DD)");
+    let (status, body) = query(
+        &server,
+        "app",
+        "pg",
+        &format!("SELECT $1::{mood}[]"),
+        json!([{"text": "[\"glad\"]"}]),
+    )
+    .await;
+    refused(status, &body, "glad");
     let insert = format!("INSERT INTO {t} (e) VALUES ($1)");
     let (status, body) = execute(&server, "app", "pg", &insert, json!([{"text": "nobody"}])).await;
     assert_eq!(status, 409, "{body}");

@@ -717,7 +717,7 @@ impl DatabaseConfig {
         if !matches!(scheme, "sqlite" | "postgres" | "postgresql") {
             return Err(format!(
                 "[databases.{name}] url `{}`: use sqlite://FILE or postgres://USER@HOST/DB",
-                self.url
+                crate::capability::sql::without_password(&self.url)
             ));
         }
         if self.max_connections == 0 {

@@ -1,37 +1,48 @@
 //! Postgres arrays as JSON text, both ways. An array of booleans, integers,
-//! reals, text, uuids, numerics or JSON arrives as a JSON array
-//! (`[1,null,3]`, nested for more dimensions), and a parameter of such an
-//! array type takes one (one dimension), so `WHERE id = ANY($1)` takes
-//! `[1,2,3]`.
+//! reals, text, uuids, numerics, JSON, times and dates, addresses or enum
+//! labels arrives as a JSON array (`[1,null,3]`, nested for more
+//! dimensions), and a parameter of such an array type takes one (one
+//! dimension), so `WHERE id = ANY($1)` takes `[1,2,3]`. A time, a date or
+//! an address is a string in the form its scalar takes (see [`pg_text`]).
 //!
 //! The binary form (`array_send`): the number of dimensions, a has-nulls
 //! flag and the element type's OID; each dimension's length and lower
 //! bound; then each element as a length (-1 for NULL) and its own binary
 //! form.
 
-use super::numeric;
+use super::{numeric, pg_text};
 use serde_json::Value as Json;
+use sqlx::TypeInfo;
+use sqlx::postgres::{PgTypeInfo, PgTypeKind};
 use sqlx::types::Uuid;
 
-/// Whether arrays of the element type sqlx names `element` map.
-pub fn maps(element: &str) -> bool {
-    matches!(
-        element,
-        "BOOL"
-            | "INT2"
-            | "INT4"
-            | "INT8"
-            | "FLOAT4"
-            | "FLOAT8"
-            | "TEXT"
-            | "VARCHAR"
-            | "CHAR"
-            | "NAME"
-            | "UUID"
-            | "NUMERIC"
-            | "JSON"
-            | "JSONB"
-    )
+/// Whether arrays of `element` map. An enum's label is its binary form, so
+/// its elements go as the text types' do (Postgres checks the labels).
+pub fn maps(element: &PgTypeInfo) -> bool {
+    matches!(element.kind(), PgTypeKind::Enum(_))
+        || matches!(
+            element.name(),
+            "BOOL"
+                | "INT2"
+                | "INT4"
+                | "INT8"
+                | "FLOAT4"
+                | "FLOAT8"
+                | "TEXT"
+                | "VARCHAR"
+                | "CHAR"
+                | "NAME"
+                | "UUID"
+                | "NUMERIC"
+                | "JSON"
+                | "JSONB"
+                | "TIMESTAMPTZ"
+                | "TIMESTAMP"
+                | "DATE"
+                | "TIME"
+                | "INET"
+                | "CIDR"
+        )
 }
 
 /// An array of `element`s in binary form as JSON; `None` when malformed.
@@ -85,6 +96,8 @@ fn item(bytes: &[u8], element: &str) -> Option<Json> {
         "NUMERIC" => Json::from(numeric::decode(bytes)?),
         "JSON" => serde_json::from_slice(bytes).ok()?,
         "JSONB" => serde_json::from_slice(bytes.strip_prefix(&[1])?).ok()?,
+        "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" => Json::from(pg_text::time(element, bytes)?),
+        "INET" | "CIDR" => Json::from(pg_text::address(bytes)?),
         _ => Json::from(std::str::from_utf8(bytes).ok()?),
     })
 }
@@ -174,6 +187,13 @@ fn element_form(value: &Json, element: &str) -> Result<Vec<u8>, &'static str> {
         }
         "JSON" => value.to_string().into_bytes(),
         "JSONB" => [&[1u8][..], value.to_string().as_bytes()].concat(),
+        "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" => {
+            pg_text::encode_time(element, value.as_str().unwrap_or_default())?
+        }
+        "INET" => pg_text::encode_address(value.as_str().ok_or("an address")?, false)
+            .map_err(|_| "an IPv4 or IPv6 address")?,
+        "CIDR" => pg_text::encode_address(value.as_str().ok_or("a network")?, true)
+            .map_err(|_| "a network with no bits set past its prefix")?,
         _ => value.as_str().ok_or("a string")?.as_bytes().to_vec(),
     })
 }
@@ -210,6 +230,15 @@ mod tests {
             ("NUMERIC", 1700, "[\"12.50\",\"NaN\"]"),
             ("JSONB", 3802, "[{\"a\":[1,2]},null]"),
             ("INT2", 21, "[]"),
+            (
+                "TIMESTAMPTZ",
+                1184,
+                "[\"2026-11-22T09:30:00Z\",\"infinity\",null]",
+            ),
+            ("DATE", 1082, "[\"2026-11-22\",\"-infinity\"]"),
+            ("TIME", 1083, "[\"10:30:00.250\"]"),
+            ("INET", 869, "[\"192.168.0.1\",\"2001:db8::1/64\"]"),
+            ("CIDR", 650, "[\"10.0.0.0/8\"]"),
         ] {
             let form = encode(text, element, oid).unwrap();
             let back = decode(&form, element).unwrap();
@@ -239,6 +268,13 @@ mod tests {
                 .contains("a uuid")
         );
         assert!(encode("[[1]]", "INT4", 23).unwrap_err().contains("an int4"));
+        let error = encode("[\"2026-11-22\", 3]", "DATE", 1082).unwrap_err();
+        assert!(
+            error.contains("element 1 (3) is not a date (YYYY-MM-DD)"),
+            "{error}"
+        );
+        let error = encode("[\"10.1.0.0/8\"]", "CIDR", 650).unwrap_err();
+        assert!(error.contains("no bits set past its prefix"), "{error}");
         assert_eq!(decode(&[0, 0, 0, 1], "INT4"), None);
         // Two dimensions arrive nested: [[1], [2]] is two rows of one.
         let words = |words: &[i32]| {

@@ -539,9 +539,9 @@ unsafe fn read(stmt: *mut ffi::sqlite3_stmt, deadline: Instant) -> Result<Rows, 
                             .to_owned(),
                     ),
                 };
-                bytes += super::value_size(&value);
                 row.push(value);
             }
+            bytes += super::row_size(&row);
             if bytes > MAX_IN_PLACE_BYTES {
                 return Err(Stopped::Other);
             }

@@ -41,7 +41,7 @@ use crate::error::{Error, Result};
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgTypeInfo, PgTypeKind, Postgres};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
-use sqlx::types::{Uuid, chrono};
+use sqlx::types::Uuid;
 use sqlx::{Column, Executor, Row, Statement as _, TypeInfo, ValueRef};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -118,6 +118,23 @@ impl Databases {
         configs
             .entry(MAIN.to_owned())
             .or_insert_with(|| DatabaseConfig::embedded(data_dir, "main.db"));
+        if configs[MAIN].is_sqlite() {
+            // The host's file keeps every plugin's kv store: no grantable
+            // database may be it.
+            let host_file = sqlite_file(&DatabaseConfig::embedded(data_dir, HOST_FILE));
+            if let Some((name, _)) = configs
+                .iter()
+                .find(|(_, config)| config.is_sqlite() && sqlite_file(config) == host_file)
+            {
+                return Err(Error::Database {
+                    name: name.clone(),
+                    message: format!(
+                        "it is the host's own file ({HOST_FILE} in the data folder, which keeps \
+                         every plugin's kv store); give [databases.{name}] another file"
+                    ),
+                });
+            }
+        }
         let open = |name: &str, config: DatabaseConfig, kept: Option<&Arc<Database>>| match kept
             .filter(|db| db.config == config)
         {
@@ -260,12 +277,13 @@ impl Database {
                     return Ok(rows);
                 }
                 self.bounded(async {
-                    let mut conn = pool.acquire().await.map_err(sql_error)?;
+                    let mut conn = SqliteCall::acquire(pool).await?;
                     let read = read_rows(
-                        bind_sqlite(sqlx::query(sql), params).fetch(&mut *conn),
+                        bind_sqlite(sqlx::query(sql), params).fetch(&mut **conn),
                         sqlite_value,
                     )
                     .await;
+                    conn.finished();
                     no_state_left(&mut conn, sql).await?;
                     let mut rows = read?;
                     if rows.rows.is_empty() {
@@ -317,10 +335,11 @@ impl Database {
             Pool::Sqlite(pool) => {
                 sqlite_placeholders(sql, params.len())?;
                 self.bounded(async {
-                    let mut conn = pool.acquire().await.map_err(sql_error)?;
+                    let mut conn = SqliteCall::acquire(pool).await?;
                     let done = bind_sqlite(sqlx::query(sql), params)
-                        .execute(&mut *conn)
+                        .execute(&mut **conn)
                         .await;
+                    conn.finished();
                     no_state_left(&mut conn, sql).await?;
                     Ok(done.map_err(sql_error)?.rows_affected())
                 })
@@ -352,21 +371,42 @@ impl Database {
                     sqlite_placeholders(&statement.sql, statement.params.len())?;
                 }
                 self.bounded(async {
-                    let mut conn = pool.acquire().await.map_err(sql_error)?;
+                    let mut conn = SqliteCall::acquire(pool).await?;
                     if statements.iter().any(|s| changes_sqlite_session(&s.sql)) {
                         conn.close_on_drop();
                     }
-                    let mut tx = sqlx::Connection::begin(&mut *conn)
-                        .await
-                        .map_err(sql_error)?;
-                    for statement in statements {
-                        let done = bind_sqlite(sqlx::query(&statement.sql), &statement.params)
-                            .execute(&mut *tx)
+                    let mut ended_early = None;
+                    let outcome = async {
+                        let mut tx = sqlx::Connection::begin(&mut **conn)
                             .await
                             .map_err(sql_error)?;
-                        affected.push(done.rows_affected());
+                        for (i, statement) in statements.iter().enumerate() {
+                            let done = bind_sqlite(sqlx::query(&statement.sql), &statement.params)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(sql_error)?;
+                            affected.push(done.rows_affected());
+                            if may_end_transaction(&statement.sql)
+                                && !sqlite_in_transaction(&mut tx).await?
+                            {
+                                ended_early = Some(i);
+                                return Err(SqlError::BadStatement(format!(
+                                    "statement {i} ended the batch's transaction itself: a batch \
+                                     is one transaction, which the host commits or rolls back; \
+                                     leave out COMMIT, END, ROLLBACK and RELEASE (what ran before \
+                                     it stays as that statement left it, and nothing after it ran)"
+                                )));
+                            }
+                        }
+                        tx.commit().await.map_err(sql_error)
                     }
-                    tx.commit().await.map_err(sql_error)
+                    .await;
+                    conn.finished();
+                    if ended_early.is_some() {
+                        // sqlx still counts a transaction on it.
+                        conn.close_on_drop();
+                    }
+                    outcome
                 })
                 .await?;
             }
@@ -477,8 +517,19 @@ impl Database {
     }
 }
 
+/// The file of a SQLite database, as the file system names it when it
+/// exists (so two spellings of one path compare equal).
+fn sqlite_file(config: &DatabaseConfig) -> Option<std::path::PathBuf> {
+    let options = SqliteConnectOptions::from_str(&config.url).ok()?;
+    let file = options.get_filename();
+    Some(
+        std::fs::canonicalize(file)
+            .unwrap_or_else(|_| std::path::absolute(file).unwrap_or_default()),
+    )
+}
+
 /// `url` with the password of its user info masked, for messages and logs.
-fn without_password(url: &str) -> String {
+pub fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
@@ -506,27 +557,79 @@ const STATE_LEFT: &str = "a transaction or session setting cannot outlive its ca
 /// call fails. One that may have changed its session is closed after the
 /// call (see [`changes_sqlite_session`]). Only text naming one of those can
 /// do either, so other statements skip the checks.
-async fn no_state_left(
-    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
-    sql: &str,
-) -> Result<(), SqlError> {
+async fn no_state_left(conn: &mut SqliteCall, sql: &str) -> Result<(), SqlError> {
     if changes_sqlite_session(sql) {
         conn.close_on_drop();
     }
     if !mentions(sql, b"begin") && !mentions(sql, b"savepoint") {
         return Ok(());
     }
-    let in_transaction = {
-        let mut handle = conn.lock_handle().await.map_err(sql_error)?;
-        // SAFETY: the handle is this open connection's, held locked for the
-        // call; sqlite3_get_autocommit only reads its state.
-        unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) == 0 }
-    };
-    if in_transaction {
+    if sqlite_in_transaction(conn).await? {
         conn.close_on_drop();
         return Err(SqlError::BadStatement(STATE_LEFT.to_owned()));
     }
     Ok(())
+}
+
+/// Whether a SQLite connection is inside a transaction.
+async fn sqlite_in_transaction(conn: &mut sqlx::SqliteConnection) -> Result<bool, SqlError> {
+    let mut handle = conn.lock_handle().await.map_err(sql_error)?;
+    // SAFETY: the handle is this open connection's, held locked for the
+    // call; sqlite3_get_autocommit only reads its state.
+    Ok(unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) == 0 })
+}
+
+/// Whether a SQLite statement in a batch may end the batch's transaction
+/// (`COMMIT`, `END`, `ROLLBACK`, `RELEASE`); only those are checked after
+/// they run.
+fn may_end_transaction(sql: &str) -> bool {
+    [&b"commit"[..], b"end", b"rollback", b"release"]
+        .iter()
+        .any(|word| mentions(sql, word))
+}
+
+/// A pooled SQLite connection for one call, closed instead of pooled when
+/// the call is cut off before its statements finished (the host gave up on
+/// it past its timeout): what a cut-off statement left, an open
+/// transaction above all, must not reach the next caller.
+struct SqliteCall {
+    conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    finished: bool,
+}
+
+impl SqliteCall {
+    async fn acquire(pool: &SqlitePool) -> Result<SqliteCall, SqlError> {
+        Ok(SqliteCall {
+            conn: pool.acquire().await.map_err(sql_error)?,
+            finished: false,
+        })
+    }
+
+    /// The call's statements have finished, well or not.
+    fn finished(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl std::ops::Deref for SqliteCall {
+    type Target = sqlx::pool::PoolConnection<sqlx::Sqlite>;
+    fn deref(&self) -> &Self::Target {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for SqliteCall {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.conn
+    }
+}
+
+impl Drop for SqliteCall {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// Whether a SQLite statement may leave its connection changed for the
@@ -597,19 +700,40 @@ fn sqlite_placeholders(sql: &str, given: usize) -> Result<(), SqlError> {
 }
 
 /// Refuses a Postgres statement that would change the session of its pooled
-/// connection: opening a transaction and `SET`/`RESET`. A Postgres statement
-/// with parameters is one command, so its first word says what it is.
+/// connection or the transaction a batch runs in: opening or ending a
+/// transaction, `SET`/`RESET`, and the host's own prepared statements
+/// (`PREPARE`, `DEALLOCATE`, `DISCARD` would leave sqlx's statement cache
+/// naming statements that are gone or taken), and `COPY`, whose data sqlx
+/// does not carry. A Postgres statement is one command (the host prepares
+/// it), so its first word says what it is.
 fn no_session_command(sql: &str) -> Result<(), SqlError> {
-    const REFUSED: [&str; 5] = ["begin", "start", "savepoint", "set", "reset"];
-    let word = first_word(sql);
-    if REFUSED
-        .iter()
-        .any(|refused| word.eq_ignore_ascii_case(refused))
-    {
-        let word = word.to_ascii_lowercase();
-        return Err(SqlError::BadStatement(format!("`{word}`: {STATE_LEFT}")));
-    }
-    Ok(())
+    const TRANSACTION: [&str; 10] = [
+        "begin",
+        "start",
+        "savepoint",
+        "set",
+        "reset",
+        "commit",
+        "end",
+        "rollback",
+        "abort",
+        "release",
+    ];
+    const STATEMENTS: [&str; 3] = ["prepare", "deallocate", "discard"];
+    let word = first_word(sql).to_ascii_lowercase();
+    let reason = match word.as_str() {
+        word if TRANSACTION.contains(&word) => STATE_LEFT,
+        word if STATEMENTS.contains(&word) => {
+            "the host prepares, caches and resets statements on its pooled connections: \
+             send the statement itself with its parameters"
+        }
+        "copy" => {
+            "COPY's data does not pass through the sql interface: use INSERT with \
+             parameters, or batch for many rows"
+        }
+        _ => return Ok(()),
+    };
+    Err(SqlError::BadStatement(format!("`{word}`: {reason}")))
 }
 
 /// The first word of `sql` (its ASCII letters, past comments and empty
@@ -809,8 +933,9 @@ fn bind_sqlite<'q>(mut query: SqliteQuery<'q>, params: &'q [Value]) -> SqliteQue
     query
 }
 
-/// The most a query's result may hold in the host, in bytes of text and
-/// blobs: a plugin cannot make the host buffer more than this per call.
+/// The most a query's result may hold in the host, in bytes of its rows,
+/// values, text and blobs (see [`row_size`]): a plugin cannot make the host
+/// buffer more than this per call.
 pub const MAX_RESULT_BYTES: usize = 64 << 20;
 
 /// The largest value or row a SQLite statement may build (SQLITE_LIMIT_LENGTH).
@@ -831,7 +956,7 @@ async fn read_rows<R: Row>(
         let values = (0..row.len())
             .map(|i| value(&row, i))
             .collect::<Result<Vec<_>, _>>()?;
-        bytes += values.iter().map(value_size).sum::<usize>();
+        bytes += row_size(&values);
         if bytes > MAX_RESULT_BYTES {
             return Err(SqlError::BadStatement(format!(
                 "the result is over {} MiB: select fewer rows or columns (LIMIT, OFFSET)",
@@ -846,13 +971,19 @@ async fn read_rows<R: Row>(
     })
 }
 
-/// What a value costs the host to hold, roughly.
-fn value_size(value: &Value) -> usize {
-    match value {
+/// What a row of values costs the host to hold: each value and its text
+/// or blob, and the row itself, so a million empty rows count too.
+fn row_size(values: &[Value]) -> usize {
+    let heap = |value: &Value| match value {
         Value::Text(text) => text.len(),
         Value::Blob(blob) => blob.len(),
-        Value::Null | Value::Integer(_) | Value::Real(_) => 8,
-    }
+        Value::Null | Value::Integer(_) | Value::Real(_) => 0,
+    };
+    std::mem::size_of::<Vec<Value>>()
+        + values
+            .iter()
+            .map(|value| std::mem::size_of::<Value>() + heap(value))
+            .sum::<usize>()
 }
 
 /// The names of a result's columns.
@@ -870,7 +1001,13 @@ fn sqlite_value(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Value, SqlErr
         "INTEGER" | "BOOLEAN" | "INT8" => Value::Integer(row.try_get(i).map_err(sql_error)?),
         "REAL" => Value::Real(row.try_get(i).map_err(sql_error)?),
         "BLOB" => Value::Blob(row.try_get(i).map_err(sql_error)?),
-        _ => Value::Text(row.try_get(i).map_err(sql_error)?),
+        _ => Value::Text(row.try_get(i).map_err(|_| {
+            SqlError::BadStatement(format!(
+                "column `{}` holds text that is not UTF-8; read it as a blob, e.g. CAST({} AS BLOB)",
+                row.columns()[i].name(),
+                row.columns()[i].name()
+            ))
+        })?),
     })
 }
 
@@ -885,17 +1022,13 @@ enum PgArg {
     Float8(f64),
     /// The binary form ([`numeric::encode`]).
     Numeric(Vec<u8>),
-    /// A binary form the host wrote itself (an `inet`, a `cidr`, an
-    /// array), and its type.
+    /// A binary form the host wrote itself (a time or date, an `inet`, a
+    /// `cidr`, an array), and its type.
     Written(Vec<u8>, PgTypeInfo),
     Text(String),
     Bytea(Vec<u8>),
     Uuid(Uuid),
     Json(sqlx::types::JsonValue),
-    Timestamptz(chrono::DateTime<chrono::Utc>),
-    Timestamp(chrono::NaiveDateTime),
-    Date(chrono::NaiveDate),
-    Time(chrono::NaiveTime),
 }
 
 impl sqlx::Type<Postgres> for PgArg {
@@ -927,10 +1060,6 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Bytea(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Uuid(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Json(v) => E::<Postgres>::encode_by_ref(v, buf),
-            PgArg::Timestamptz(v) => E::<Postgres>::encode_by_ref(v, buf),
-            PgArg::Timestamp(v) => E::<Postgres>::encode_by_ref(v, buf),
-            PgArg::Date(v) => E::<Postgres>::encode_by_ref(v, buf),
-            PgArg::Time(v) => E::<Postgres>::encode_by_ref(v, buf),
         }
     }
 
@@ -950,10 +1079,6 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Bytea(_) => <Vec<u8> as T<Postgres>>::type_info(),
             PgArg::Uuid(_) => <Uuid as T<Postgres>>::type_info(),
             PgArg::Json(_) => <sqlx::types::JsonValue as T<Postgres>>::type_info(),
-            PgArg::Timestamptz(_) => <chrono::DateTime<chrono::Utc> as T<Postgres>>::type_info(),
-            PgArg::Timestamp(_) => <chrono::NaiveDateTime as T<Postgres>>::type_info(),
-            PgArg::Date(_) => <chrono::NaiveDate as T<Postgres>>::type_info(),
-            PgArg::Time(_) => <chrono::NaiveTime as T<Postgres>>::type_info(),
         })
     }
 }
@@ -968,6 +1093,15 @@ async fn bind_postgres<'q>(
     sql: &'q str,
     params: &[Value],
 ) -> Result<(PgQuery<'q>, Vec<String>), SqlError> {
+    // The protocol counts parameters in 16 bits: more would wrap around.
+    if params.len() > usize::from(u16::MAX) {
+        return Err(SqlError::BadStatement(format!(
+            "{} parameters were given; Postgres takes at most {} in one statement: \
+             split it, or pass many values as one JSON array (`= ANY($1)`)",
+            params.len(),
+            u16::MAX
+        )));
+    }
     let statement = conn.prepare(sql).await.map_err(sql_error)?;
     let types: Vec<PgTypeInfo> = match statement.parameters() {
         Some(sqlx::Either::Left(types)) => types.to_vec(),
@@ -1014,7 +1148,7 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
                 ))),
             };
         }
-        (PgTypeKind::Array(element), Value::Text(t)) if arrays::maps(element.name()) => {
+        (PgTypeKind::Array(element), Value::Text(t)) if arrays::maps(element) => {
             let oid = element.oid().map_or(0, |oid| oid.0);
             return match arrays::encode(t, element.name(), oid) {
                 Ok(form) => Ok(PgArg::Written(form, ty)),
@@ -1070,23 +1204,11 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
             PgArg::Json(serde_json::from_str(t).map_err(|_| parse(t, "JSON text"))?)
         }
         (Value::Integer(i), "JSON" | "JSONB") => PgArg::Json((*i).into()),
-        (Value::Text(t), "TIMESTAMPTZ") => PgArg::Timestamptz(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|_| parse(t, "RFC 3339 timestamp"))?
-                .with_timezone(&chrono::Utc),
-        ),
-        (Value::Text(t), "TIMESTAMP") => PgArg::Timestamp(
-            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f")
-                .or_else(|_| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f"))
-                .map_err(|_| parse(t, "timestamp (YYYY-MM-DDTHH:MM:SS)"))?,
-        ),
-        (Value::Text(t), "DATE") => PgArg::Date(
-            chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
-                .map_err(|_| parse(t, "date (YYYY-MM-DD)"))?,
-        ),
-        (Value::Text(t), "TIME") => PgArg::Time(
-            chrono::NaiveTime::parse_from_str(t, "%H:%M:%S%.f")
-                .map_err(|_| parse(t, "time (HH:MM:SS)"))?,
+        (Value::Text(t), kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME")) => PgArg::Written(
+            pg_text::encode_time(kind, t).map_err(|what| {
+                SqlError::BadStatement(format!("parameter ${n}: `{t}` is not {what} for {name}"))
+            })?,
+            ty,
         ),
         (Value::Text(t), "INET" | "CIDR") => PgArg::Written(
             pg_text::encode_address(t, name == "CIDR")
@@ -1101,36 +1223,6 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
 }
 
 /// The value of column `i`, mapped as the module's table says.
-/// A Postgres `timestamptz`, `timestamp` or `date` in its binary form
-/// (microseconds or days from 2000-01-01) as text: RFC 3339 in UTC, ISO
-/// 8601, and `infinity` / `-infinity` as Postgres writes them. sqlx's own
-/// decoding panics on those and on years chrono cannot hold; `None` for
-/// the latter.
-fn pg_time(kind: &str, bytes: &[u8]) -> Option<String> {
-    /// 2000-01-01 in days from 0001-01-01 and in microseconds from 1970.
-    const EPOCH_DAYS_FROM_CE: i32 = 730_120;
-    const EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
-    if kind == "DATE" {
-        return match i32::from_be_bytes(bytes.try_into().ok()?) {
-            i32::MAX => Some("infinity".to_owned()),
-            i32::MIN => Some("-infinity".to_owned()),
-            days => {
-                chrono::NaiveDate::from_num_days_from_ce_opt(days.checked_add(EPOCH_DAYS_FROM_CE)?)
-                    .map(|day| day.to_string())
-            }
-        };
-    }
-    let at = match i64::from_be_bytes(bytes.try_into().ok()?) {
-        i64::MAX => return Some("infinity".to_owned()),
-        i64::MIN => return Some("-infinity".to_owned()),
-        micros => chrono::DateTime::from_timestamp_micros(micros.checked_add(EPOCH_UNIX_MICROS)?)?,
-    };
-    Some(match kind {
-        "TIMESTAMPTZ" => at.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string(),
-        _ => at.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
-    })
-}
-
 fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     let column = &row.columns()[i];
     if row.try_get_raw(i).map_err(sql_error)?.is_null() {
@@ -1149,7 +1241,7 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     match column.type_info().kind() {
         // An enum's binary form is its label.
         PgTypeKind::Enum(_) => return text(row.try_get_unchecked::<String, _>(i).map_err(get)?),
-        PgTypeKind::Array(element) if arrays::maps(element.name()) => {
+        PgTypeKind::Array(element) if arrays::maps(element) => {
             let decode = |bytes: &[u8]| Some(arrays::decode(bytes, element.name())?.to_string());
             return read(&decode, "array");
         }
@@ -1175,10 +1267,10 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
                 .map_err(get)?
                 .to_string(),
         ),
-        kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE") => {
+        kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME") => {
             let raw = row.try_get_raw(i).map_err(get)?;
             let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
-            pg_time(kind, bytes).map(Value::Text).ok_or_else(|| {
+            pg_text::time(kind, bytes).map(Value::Text).ok_or_else(|| {
                 SqlError::Other(format!(
                     "column `{}` holds a {} outside what can be shown; cast it in the query, e.g. {}::text",
                     column.name(),
@@ -1187,7 +1279,6 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
                 ))
             })
         }
-        "TIME" => text(row.try_get::<chrono::NaiveTime, _>(i).map_err(get)?.to_string()),
         other => row.try_get::<String, _>(i).map(Value::Text).map_err(|_| {
             SqlError::BadStatement(format!(
                 "column `{}` has the Postgres type {other}, which has no value mapping; cast it in the query, e.g. {}::text",

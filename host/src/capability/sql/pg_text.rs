@@ -1,13 +1,139 @@
-//! Postgres `interval`, `inet` and `cidr` between their binary forms (what
-//! sqlx sends and receives) and text, written the way Postgres writes them:
-//! an interval as an ISO 8601 duration (`IntervalStyle = iso_8601`), an
-//! address as `inet_out` and `cidr_out` do.
+//! Postgres times and dates, `interval`, `inet` and `cidr` between their
+//! binary forms (what sqlx sends and receives) and text: a time or date in
+//! RFC 3339 or ISO 8601 (`infinity` and `-infinity` as Postgres writes
+//! them), an interval as an ISO 8601 duration (`IntervalStyle = iso_8601`),
+//! an address as `inet_out` and `cidr_out` do.
 
+use sqlx::types::chrono;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `PGSQL_AF_INET` and `PGSQL_AF_INET6`: the family byte of the binary form.
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 3;
+
+/// 2000-01-01, where Postgres counts times and dates from, in days from
+/// 0001-01-01 and in microseconds from 1970.
+const EPOCH_DAYS_FROM_CE: i32 = 730_120;
+const EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
+
+/// `24:00:00`, which a Postgres `time` may hold, in microseconds.
+const MIDNIGHT_AFTER: i64 = 86_400_000_000;
+
+/// A `timestamptz`, `timestamp`, `date` or `time` (the `kind` sqlx names)
+/// in its binary form (microseconds or days from 2000-01-01, microseconds
+/// from midnight) as text: RFC 3339 in UTC for a `timestamptz`, ISO 8601
+/// for the others, and `infinity` / `-infinity` as Postgres writes them.
+/// sqlx's own decoding panics on those and on years chrono cannot hold;
+/// `None` for the latter and for a malformed form.
+pub fn time(kind: &str, bytes: &[u8]) -> Option<String> {
+    if kind == "DATE" {
+        return match i32::from_be_bytes(bytes.try_into().ok()?) {
+            i32::MAX => Some("infinity".to_owned()),
+            i32::MIN => Some("-infinity".to_owned()),
+            days => {
+                chrono::NaiveDate::from_num_days_from_ce_opt(days.checked_add(EPOCH_DAYS_FROM_CE)?)
+                    .map(|day| day.to_string())
+            }
+        };
+    }
+    let micros = i64::from_be_bytes(bytes.try_into().ok()?);
+    if kind == "TIME" && micros == MIDNIGHT_AFTER {
+        return Some("24:00:00".to_owned());
+    }
+    if kind == "TIME" {
+        let seconds = u32::try_from(micros.div_euclid(1_000_000)).ok()?;
+        let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1_000).ok()?;
+        return chrono::NaiveTime::from_num_seconds_from_midnight_opt(seconds, nanos)
+            .map(|time| time.format("%H:%M:%S%.f").to_string());
+    }
+    let at = match micros {
+        i64::MAX => return Some("infinity".to_owned()),
+        i64::MIN => return Some("-infinity".to_owned()),
+        micros => chrono::DateTime::from_timestamp_micros(micros.checked_add(EPOCH_UNIX_MICROS)?)?,
+    };
+    Some(match kind {
+        "TIMESTAMPTZ" => at.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string(),
+        _ => at.naive_utc().format("%Y-%m-%dT%H:%M:%S%.f").to_string(),
+    })
+}
+
+/// The binary form of `text` as a `timestamptz`, `timestamp`, `date` or
+/// `time` (the `kind` sqlx names): what [`time`] writes reads back, and a
+/// `timestamp` may have a space for its `T`. The error names the form
+/// expected.
+pub fn encode_time(kind: &str, text: &str) -> Result<Vec<u8>, &'static str> {
+    let infinite = match text {
+        "infinity" => Some(true),
+        "-infinity" => Some(false),
+        _ => None,
+    };
+    match kind {
+        "DATE" => {
+            let days = match infinite {
+                Some(future) => {
+                    if future {
+                        i32::MAX
+                    } else {
+                        i32::MIN
+                    }
+                }
+                None => {
+                    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                        .map_err(|_| "a date (YYYY-MM-DD)")?;
+                    let epoch = chrono::NaiveDate::from_num_days_from_ce_opt(EPOCH_DAYS_FROM_CE)
+                        .ok_or("a date")?;
+                    i32::try_from((date - epoch).num_days())
+                        .map_err(|_| "a date Postgres can hold")?
+                }
+            };
+            Ok(days.to_be_bytes().to_vec())
+        }
+        "TIME" => {
+            let micros = match text {
+                "24:00:00" => MIDNIGHT_AFTER,
+                _ => {
+                    let time = chrono::NaiveTime::parse_from_str(text, "%H:%M:%S%.f")
+                        .map_err(|_| "a time (HH:MM:SS)")?;
+                    (time - chrono::NaiveTime::MIN)
+                        .num_microseconds()
+                        .ok_or("a time (HH:MM:SS)")?
+                }
+            };
+            Ok(micros.to_be_bytes().to_vec())
+        }
+        "TIMESTAMPTZ" | "TIMESTAMP" => {
+            let micros = match infinite {
+                Some(future) => {
+                    if future {
+                        i64::MAX
+                    } else {
+                        i64::MIN
+                    }
+                }
+                // Also as Postgres writes one: `2026-11-22 09:30:00+00`.
+                None if kind == "TIMESTAMPTZ" => chrono::DateTime::parse_from_rfc3339(text)
+                    .or_else(|_| chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z"))
+                    .map_err(|_| "an RFC 3339 timestamp (2026-11-22T09:30:00Z)")?
+                    .timestamp_micros(),
+                None => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                    .or_else(|_| {
+                        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                    })
+                    .map_err(|_| "a timestamp (YYYY-MM-DDTHH:MM:SS)")?
+                    .and_utc()
+                    .timestamp_micros(),
+            };
+            match infinite {
+                Some(_) => Ok(micros.to_be_bytes().to_vec()),
+                None => micros
+                    .checked_sub(EPOCH_UNIX_MICROS)
+                    .map(|micros| micros.to_be_bytes().to_vec())
+                    .ok_or("a time Postgres can hold"),
+            }
+        }
+        _ => Err("a time or date"),
+    }
+}
 
 /// An `interval` (microseconds, days, months, each big-endian) as an ISO
 /// 8601 duration: `P1Y2M3DT4H5M6.5S`, `PT0S`, `P-1Y-2M3DT-4H` (each part
@@ -148,6 +274,59 @@ mod tests {
             assert_eq!(interval(&bytes).as_deref(), Some(text));
         }
         assert_eq!(interval(&[0; 15]), None);
+    }
+
+    #[test]
+    fn times_and_dates_go_both_ways() {
+        for (kind, text, shown) in [
+            (
+                "TIMESTAMPTZ",
+                "2026-11-22T10:30:00+01:00",
+                "2026-11-22T09:30:00Z",
+            ),
+            (
+                "TIMESTAMPTZ",
+                "1999-12-31T23:59:59.5Z",
+                "1999-12-31T23:59:59.500Z",
+            ),
+            ("TIMESTAMPTZ", "infinity", "infinity"),
+            (
+                "TIMESTAMP",
+                "2026-11-22 10:30:00.25",
+                "2026-11-22T10:30:00.250",
+            ),
+            ("TIMESTAMP", "-infinity", "-infinity"),
+            ("DATE", "1970-01-01", "1970-01-01"),
+            ("DATE", "infinity", "infinity"),
+            ("TIME", "23:59:59.000001", "23:59:59.000001"),
+            ("TIME", "00:00:00", "00:00:00"),
+            ("TIME", "24:00:00", "24:00:00"),
+            (
+                "TIMESTAMPTZ",
+                "2026-11-22 10:30:00+01",
+                "2026-11-22T09:30:00Z",
+            ),
+        ] {
+            let bytes = encode_time(kind, text).unwrap();
+            assert_eq!(time(kind, &bytes).as_deref(), Some(shown), "{kind} {text}");
+        }
+        // Postgres counts from 2000-01-01.
+        assert_eq!(
+            encode_time("DATE", "2000-01-02").unwrap(),
+            1i32.to_be_bytes()
+        );
+        assert_eq!(
+            encode_time("TIMESTAMP", "2000-01-01T00:00:01").unwrap(),
+            1_000_000i64.to_be_bytes()
+        );
+        assert_eq!(encode_time("TIME", "tomorrow"), Err("a time (HH:MM:SS)"));
+        assert_eq!(
+            encode_time("DATE", "2026-02-30"),
+            Err("a date (YYYY-MM-DD)")
+        );
+        assert!(encode_time("TIMESTAMPTZ", "2026-11-22 10:30").is_err());
+        assert_eq!(time("DATE", &[0, 0, 1]), None);
+        assert_eq!(time("TIME", &(-1i64).to_be_bytes()), None);
     }
 
     #[test]
