@@ -269,20 +269,33 @@ impl WasiHttpHooks for OutboundPolicy {
         let grant = self.grant.clone();
         Box::new(async move {
             let uri = request.uri().clone();
+            // Logs name the origin only: a path, a query or user info may
+            // carry a credential.
+            let origin = origin(&uri);
             let Some(allowed) = grant.find(&uri) else {
-                tracing::info!(%plugin, %uri, "outbound request denied: the origin is not in [grants] outbound");
+                tracing::info!(%plugin, %origin, "outbound request denied: the origin is not in [grants] outbound");
                 take_body(request.into_body()).await;
                 return Err(Error::HttpRequestDenied);
             };
             let wildcard = matches!(allowed.host, AllowedHost::Subdomains(_));
             send(request, options, wildcard, &grant.slots).await.inspect_err(|error| {
                 match error {
-                    Error::HttpRequestDenied => tracing::warn!(%plugin, %uri, "outbound request denied: it reached the admin listener"),
-                    Error::ConnectionLimitReached => tracing::warn!(%plugin, %uri, "outbound request refused: its [limits] outbound_concurrency stayed full past the connect timeout"),
+                    Error::HttpRequestDenied => tracing::warn!(%plugin, %origin, "outbound request denied: it reached the admin listener"),
+                    Error::ConnectionLimitReached => tracing::warn!(%plugin, %origin, "outbound request refused: its [limits] outbound_concurrency stayed full past the connect timeout"),
                     _ => {}
                 }
             })
         })
+    }
+}
+
+/// `scheme://host[:port]` of `uri`, without user info, path or query.
+fn origin(uri: &http::Uri) -> String {
+    let scheme = uri.scheme_str().unwrap_or("http");
+    let host = uri.host().unwrap_or_default();
+    match uri.port_u16() {
+        Some(port) => format!("{scheme}://{host}:{port}"),
+        None => format!("{scheme}://{host}"),
     }
 }
 
