@@ -25,9 +25,10 @@ pub async fn migrate_host(main: &Database) -> Result<()> {
 }
 
 /// Applies the migrations in `dir` that `plugin` has not applied to
-/// `database` yet, each in its own transaction, in version order. Returns
-/// how many were applied. A failing migration is rolled back and stops the
-/// run with an error naming it.
+/// `database` yet, in version order and in one transaction, so a failing
+/// one rolls back the others of the same load too and the version that was
+/// serving keeps the schema it was written for. Returns how many were
+/// applied.
 pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Result<usize> {
     let failed = |message: String| Error::Plugin {
         name: plugin.to_owned(),
@@ -86,7 +87,7 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
         .await
         .map_err(unavailable)?
     });
-    let mut applied = 0;
+    let mut pending = Vec::new();
     for migration in migrator
         .iter()
         .filter(|m| !matches!(m.migration_type, MigrationType::ReversibleDown))
@@ -102,27 +103,41 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
             }
             continue;
         }
-        on_pool!(database, |pool| {
-            // Its own connection, closed afterwards: a migration may change
-            // its session (`SET search_path`, a `PRAGMA`), which must not
-            // reach the calls that take the connection next.
-            let mut conn = pool.acquire().await.map_err(unavailable)?;
-            conn.close_on_drop();
-            let mut tx = sqlx::Connection::begin_with(&mut *conn, begin_write(postgres))
+        if migration.no_tx {
+            return Err(failed(format!(
+                "{name} is marked `-- no-transaction`, which plugin migrations do not support: \
+                 a load's migrations apply in one transaction, so that a failing one leaves \
+                 the schema as the serving version knows it"
+            )));
+        }
+        pending.push((migration, name));
+    }
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let mut applied = Vec::new();
+    on_pool!(database, |pool| {
+        // Its own connection, closed afterwards: a migration may change its
+        // session (`SET search_path`, a `PRAGMA`), which must not reach the
+        // calls that take the connection next.
+        let mut conn = pool.acquire().await.map_err(unavailable)?;
+        conn.close_on_drop();
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, begin_write(postgres))
+            .await
+            .map_err(unavailable)?;
+        // Another host of a fleet may be applying the same migrations: one
+        // at a time, and the second finds them done.
+        if postgres {
+            sqlx::query(LOCK)
+                .bind(format!(
+                    "gatehouse_plugin_migrations {plugin} {}",
+                    database.name
+                ))
+                .execute(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-            // Another host of a fleet may be applying the same migration:
-            // one at a time, and the second finds it done.
-            if postgres {
-                sqlx::query(LOCK)
-                    .bind(format!(
-                        "gatehouse_plugin_migrations {plugin} {}",
-                        database.name
-                    ))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            }
+        }
+        for (migration, name) in &pending {
             let done: Option<Vec<u8>> = sqlx::query_scalar(
                 "SELECT checksum FROM gatehouse_plugin_migrations \
                  WHERE plugin = $1 AND database = $2 AND version = $3",
@@ -135,15 +150,19 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
             .map_err(unavailable)?;
             if let Some(checksum) = done {
                 if checksum.as_slice() != &*migration.checksum {
-                    return Err(changed(&name));
+                    return Err(changed(name));
                 }
                 tracing::info!(plugin, database = %database.name, "migration {name} was applied by another host");
                 continue;
             }
             let sql: &str = &migration.sql;
             sqlx::Executor::execute(&mut *tx, sql).await.map_err(|e| {
+                let others = match applied.len() {
+                    0 => String::new(),
+                    n => format!(" with the {n} before it in this load"),
+                };
                 failed(format!(
-                    "{name} failed and was rolled back: {}",
+                    "{name} failed and was rolled back{others}: {}",
                     e.as_database_error()
                         .map(|d| d.message().to_owned())
                         .unwrap_or_else(|| e.to_string())
@@ -163,12 +182,14 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-            tx.commit().await.map_err(unavailable)?;
-        });
+            applied.push(name);
+        }
+        tx.commit().await.map_err(unavailable)?;
+    });
+    for name in &applied {
         tracing::info!(plugin, database = %database.name, "applied migration {name}");
-        applied += 1;
     }
-    Ok(applied)
+    Ok(applied.len())
 }
 
 /// How a migration's transaction begins. SQLite's `IMMEDIATE` takes the
