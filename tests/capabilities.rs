@@ -971,8 +971,9 @@ async fn kv_quota_holds(server: &Server, plugin: &str, other: &str) {
     }
     let (status, body) = call(server, "POST", &format!("/{plugin}/kv/n/increment"), None).await;
     assert_eq!((status, body), (200, json!({"value": 1})));
-    // Keys and values now hold 921605 bytes; `f` leaves 10 of 1 MiB free.
-    assert_eq!(put_kv(server, plugin, "f", 126_960, "").await.0, 204);
+    // Keys and values now hold 921605 bytes, and 4 entries 64 each; `f`
+    // (and its 64) leaves 74 of 1 MiB free, less than a new counter takes.
+    assert_eq!(put_kv(server, plugin, "f", 126_576, "").await.0, 204);
     // A value that would pass 1 MiB is refused with the numbers and the key
     // to raise, and nothing is stored.
     let (status, body) = put_kv(server, plugin, "d", VALUE, "").await;
@@ -983,7 +984,7 @@ async fn kv_quota_holds(server: &Server, plugin: &str, other: &str) {
     );
     let message = body["message"].as_str().unwrap();
     assert!(
-        message.contains("1048566") && message.contains("1048576") && message.contains("kv_mb"),
+        message.contains("1048502") && message.contains("1048576") && message.contains("kv_mb"),
         "{message}"
     );
     assert_eq!(

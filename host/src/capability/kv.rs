@@ -19,12 +19,18 @@ pub const MAX_LIST: u32 = 1000;
 /// The most bytes an increment's value can take: `-9223372036854775808`.
 const MAX_INTEGER_BYTES: i64 = 20;
 
+/// What each entry counts toward its namespace's quota besides its key and
+/// value: its row and index entry. The usage triggers (host migration
+/// `0003_kv_entry_cost`) count the same.
+const ENTRY_BYTES: i64 = 64;
+
 /// The kv store of one plugin.
 #[derive(Clone, Debug)]
 pub struct Store {
     namespace: Arc<str>,
     database: Arc<Database>,
-    /// The most the namespace may hold: the bytes of its keys and values.
+    /// The most the namespace may hold: the bytes of its keys and values,
+    /// and [`ENTRY_BYTES`] for each entry.
     quota: u64,
 }
 
@@ -100,7 +106,9 @@ impl Store {
         if set().await? || (self.sweep_expired().await? && set().await?) {
             return Ok(());
         }
-        Err(self.over_quota(key.len() + value.len()).await)
+        Err(self
+            .over_quota(key.len() + value.len() + ENTRY_BYTES as usize)
+            .await)
     }
 
     /// Deletes the namespace's expired entries, which count against its
@@ -129,9 +137,9 @@ impl Store {
             Err(e) => return kv_error(e),
         };
         KvError::TooLarge(format!(
-            "the plugin's kv store holds {used} bytes of keys and values; storing this key and \
-             value ({bytes} bytes) would pass its limit of {} bytes: delete keys, or raise `kv_mb` \
-             in [limits] of its sidecar",
+            "the plugin's kv store holds {used} bytes (its keys and values, and {ENTRY_BYTES} \
+             for each key); storing this entry ({bytes} bytes) would pass its limit of {} bytes: \
+             delete keys, or raise `kv_mb` in [limits] of its sidecar",
             self.quota
         ))
     }
@@ -166,7 +174,7 @@ impl Store {
                 .bind(delta)
                 .bind(now_ms())
                 .bind(self.quota())
-                .bind(MAX_INTEGER_BYTES)
+                .bind(MAX_INTEGER_BYTES + ENTRY_BYTES)
                 .fetch_optional(pool)
                 .await)
         };
@@ -186,7 +194,7 @@ impl Store {
         })?;
         let Some(text) = text else {
             return Err(self
-                .over_quota(key.len() + MAX_INTEGER_BYTES as usize)
+                .over_quota(key.len() + (MAX_INTEGER_BYTES + ENTRY_BYTES) as usize)
                 .await);
         };
         std::str::from_utf8(&text.0)
@@ -234,7 +242,8 @@ impl Store {
 }
 
 /// A set: inserts or replaces the entry unless that would grow the
-/// namespace (`$1`) past its quota (`$5` bytes); a set that does not grow
+/// namespace (`$1`) past its quota (`$5` bytes, each entry counting
+/// [`ENTRY_BYTES`] besides its key and value); a set that does not grow
 /// it always goes through. No row changes when it is refused. The same text
 /// on SQLite (3.43 and later, as sqlx bundles it, have `octet_length`) and
 /// Postgres. On Postgres two writes at once may each see room for itself:
@@ -242,8 +251,8 @@ impl Store {
 /// moment (at most a value per pooled connection).
 const SET: &str = "WITH change AS (SELECT \
        coalesce((SELECT bytes FROM gatehouse_kv_usage WHERE namespace = $1), 0) AS used, \
-       octet_length($2) + octet_length($3) - coalesce((SELECT \
-         octet_length(key) + octet_length(value) \
+       octet_length($2) + octet_length($3) + 64 - coalesce((SELECT \
+         octet_length(key) + octet_length(value) + 64 \
          FROM gatehouse_kv WHERE namespace = $1 AND key = $2), 0) AS grows) \
      INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
      SELECT $1, $2, $3, $4 FROM change WHERE grows <= 0 OR used + grows <= $5 \
@@ -396,8 +405,9 @@ mod tests {
         .fetch_all(pool)
         .await)
         .unwrap();
-        // `live` (4 + 2 bytes) and `later` (5 + 1): the usage counts only them.
-        assert_eq!(left, [("later".to_owned(), 6), ("live".to_owned(), 6)]);
+        // `live` (4 + 2 + 64 bytes) and `later` (5 + 1 + 64): the usage
+        // counts only them.
+        assert_eq!(left, [("later".to_owned(), 70), ("live".to_owned(), 70)]);
         assert_eq!(super::sweep(host).await.unwrap(), 0);
     }
 
