@@ -1172,7 +1172,10 @@ async fn outbound_reaches_granted_origins_only() {
     mount(
         &site,
         "caller",
-        &format!("[grants]\noutbound = [\"http://{}\"]\n", upstream.addr),
+        &format!(
+            "[grants]\noutbound = [\"http://{}\", \"http://*.invalid\", \"http://exact.invalid\"]\n",
+            upstream.addr
+        ),
     );
     mount(&site, "sealed", "");
     let server = site.serve(&[], &[]);
@@ -1210,6 +1213,16 @@ async fn outbound_reaches_granted_origins_only() {
                 .unwrap()
                 .contains("HttpRequestDenied"),
             "{plugin} {url}: {body}"
+        );
+    }
+    // A granted name that does not resolve (`.invalid` never does) gets the
+    // DNS error code, through a wildcard grant and an exact one.
+    for url in ["http://nothing.invalid/", "http://exact.invalid/"] {
+        let (status, body) = fetch(&server, "caller", url, "").await;
+        assert_eq!(status, 502, "{url}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains("DnsError"),
+            "{url}: {body}"
         );
     }
     server.wait_log("denied.example.org", Duration::from_secs(5));
@@ -1419,6 +1432,22 @@ async fn a_secret_that_cannot_be_read_stops_the_start_with_its_name() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("DB_PASSWORD") && stderr.contains("GH_NOT_SET_ANYWHERE"),
+        "{stderr}"
+    );
+    // Set, but not text: said so, not "not set".
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gatehouse"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env(
+            "GH_NOT_SET_ANYWHERE",
+            <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"\xff\xfe"),
+        )
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("DB_PASSWORD") && stderr.contains("not UTF-8"),
         "{stderr}"
     );
 }

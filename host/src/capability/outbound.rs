@@ -416,6 +416,14 @@ fn client_error(error: ClientError) -> Error {
         if cause.is::<AdminRefused>() {
             return Error::HttpRequestDenied;
         }
+        // hyper-util's connector says "dns error" over the resolver's own
+        // error.
+        if cause.to_string() == "dns error" {
+            return Error::DnsError {
+                rcode: None,
+                info_code: None,
+            };
+        }
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             return match io.kind() {
                 std::io::ErrorKind::ConnectionRefused => Error::ConnectionRefused,
@@ -423,10 +431,6 @@ fn client_error(error: ClientError) -> Error {
                 std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
                     Error::ConnectionTerminated
                 }
-                _ if io.to_string().contains("dns error") => Error::DnsError {
-                    rcode: None,
-                    info_code: None,
-                },
                 _ => Error::DestinationUnavailable,
             };
         }
