@@ -25,10 +25,15 @@ impl Secrets {
         let mut values = HashMap::new();
         for (name, source) in sources {
             let value = match source {
-                SecretSource::Env { env } => std::env::var(env).map_err(|_| {
-                    Error::Secret(format!(
-                        "[secrets] {name}: the env var {env} is not set; export it before starting gatehouse"
-                    ))
+                SecretSource::Env { env } => std::env::var(env).map_err(|e| {
+                    Error::Secret(match e {
+                        std::env::VarError::NotPresent => format!(
+                            "[secrets] {name}: the env var {env} is not set; export it before starting gatehouse"
+                        ),
+                        std::env::VarError::NotUnicode(_) => format!(
+                            "[secrets] {name}: the env var {env} is not UTF-8 text; a secret must be"
+                        ),
+                    })
                 })?,
                 SecretSource::File { file } => std::fs::read_to_string(file)
                     .map_err(|e| {
