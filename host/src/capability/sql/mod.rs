@@ -375,7 +375,7 @@ impl Database {
                     if statements.iter().any(|s| changes_sqlite_session(&s.sql)) {
                         conn.close_on_drop();
                     }
-                    let mut ended_early = None;
+                    let mut ended_early = false;
                     let outcome = async {
                         let mut tx = sqlx::Connection::begin(&mut **conn)
                             .await
@@ -389,7 +389,7 @@ impl Database {
                             if may_end_transaction(&statement.sql)
                                 && !sqlite_in_transaction(&mut tx).await?
                             {
-                                ended_early = Some(i);
+                                ended_early = true;
                                 return Err(SqlError::BadStatement(format!(
                                     "statement {i} ended the batch's transaction itself: a batch \
                                      is one transaction, which the host commits or rolls back; \
@@ -402,7 +402,7 @@ impl Database {
                     }
                     .await;
                     conn.finished();
-                    if ended_early.is_some() {
+                    if ended_early {
                         // sqlx still counts a transaction on it.
                         conn.close_on_drop();
                     }
