@@ -1865,6 +1865,12 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
             "pg",
             "SELECT repeat('x', 8000000) FROM generate_series(1, 20)",
         ),
+        // Millions of rows of nothing cost the host memory too.
+        ("pg", "SELECT FROM generate_series(1, 3000000)"),
+        (
+            "one",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000000) SELECT NULL FROM n",
+        ),
     ] {
         let (status, body) = query(&server, "app", db, huge, json!([])).await;
         assert_eq!(status, 400, "{huge}: {body}");
