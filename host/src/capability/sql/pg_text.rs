@@ -62,74 +62,50 @@ pub fn time(kind: &str, bytes: &[u8]) -> Option<String> {
 /// `timestamp` may have a space for its `T`. The error names the form
 /// expected.
 pub fn encode_time(kind: &str, text: &str) -> Result<Vec<u8>, &'static str> {
-    let infinite = match text {
-        "infinity" => Some(true),
-        "-infinity" => Some(false),
-        _ => None,
+    let micros_from_epoch = |unix_micros: i64| {
+        unix_micros
+            .checked_sub(EPOCH_UNIX_MICROS)
+            .ok_or("a time Postgres can hold")
     };
-    match kind {
-        "DATE" => {
-            let days = match infinite {
-                Some(future) => {
-                    if future {
-                        i32::MAX
-                    } else {
-                        i32::MIN
-                    }
-                }
-                None => {
-                    let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                        .map_err(|_| "a date (YYYY-MM-DD)")?;
-                    let epoch = chrono::NaiveDate::from_num_days_from_ce_opt(EPOCH_DAYS_FROM_CE)
-                        .ok_or("a date")?;
-                    i32::try_from((date - epoch).num_days())
-                        .map_err(|_| "a date Postgres can hold")?
-                }
-            };
+    match (kind, text) {
+        ("DATE", "infinity") => Ok(i32::MAX.to_be_bytes().to_vec()),
+        ("DATE", "-infinity") => Ok(i32::MIN.to_be_bytes().to_vec()),
+        ("TIMESTAMPTZ" | "TIMESTAMP", "infinity") => Ok(i64::MAX.to_be_bytes().to_vec()),
+        ("TIMESTAMPTZ" | "TIMESTAMP", "-infinity") => Ok(i64::MIN.to_be_bytes().to_vec()),
+        ("TIME", "24:00:00") => Ok(MIDNIGHT_AFTER.to_be_bytes().to_vec()),
+        ("DATE", _) => {
+            let date = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .map_err(|_| "a date (YYYY-MM-DD)")?;
+            let epoch =
+                chrono::NaiveDate::from_num_days_from_ce_opt(EPOCH_DAYS_FROM_CE).ok_or("a date")?;
+            let days =
+                i32::try_from((date - epoch).num_days()).map_err(|_| "a date Postgres can hold")?;
             Ok(days.to_be_bytes().to_vec())
         }
-        "TIME" => {
-            let micros = match text {
-                "24:00:00" => MIDNIGHT_AFTER,
-                _ => {
-                    let time = chrono::NaiveTime::parse_from_str(text, "%H:%M:%S%.f")
-                        .map_err(|_| "a time (HH:MM:SS)")?;
-                    (time - chrono::NaiveTime::MIN)
-                        .num_microseconds()
-                        .ok_or("a time (HH:MM:SS)")?
-                }
-            };
+        ("TIME", _) => {
+            let time = chrono::NaiveTime::parse_from_str(text, "%H:%M:%S%.f")
+                .map_err(|_| "a time (HH:MM:SS)")?;
+            let micros = (time - chrono::NaiveTime::MIN)
+                .num_microseconds()
+                .ok_or("a time (HH:MM:SS)")?;
             Ok(micros.to_be_bytes().to_vec())
         }
-        "TIMESTAMPTZ" | "TIMESTAMP" => {
-            let micros = match infinite {
-                Some(future) => {
-                    if future {
-                        i64::MAX
-                    } else {
-                        i64::MIN
-                    }
-                }
-                // Also as Postgres writes one: `2026-11-22 09:30:00+00`.
-                None if kind == "TIMESTAMPTZ" => chrono::DateTime::parse_from_rfc3339(text)
-                    .or_else(|_| chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z"))
-                    .map_err(|_| "an RFC 3339 timestamp (2026-11-22T09:30:00Z)")?
-                    .timestamp_micros(),
-                None => chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-                    .or_else(|_| {
-                        chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
-                    })
-                    .map_err(|_| "a timestamp (YYYY-MM-DDTHH:MM:SS)")?
-                    .and_utc()
-                    .timestamp_micros(),
-            };
-            match infinite {
-                Some(_) => Ok(micros.to_be_bytes().to_vec()),
-                None => micros
-                    .checked_sub(EPOCH_UNIX_MICROS)
-                    .map(|micros| micros.to_be_bytes().to_vec())
-                    .ok_or("a time Postgres can hold"),
-            }
+        // Also as Postgres writes one: `2026-11-22 09:30:00+00`.
+        ("TIMESTAMPTZ", _) => {
+            let at = chrono::DateTime::parse_from_rfc3339(text)
+                .or_else(|_| chrono::DateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f%#z"))
+                .map_err(|_| "an RFC 3339 timestamp (2026-11-22T09:30:00Z)")?;
+            Ok(micros_from_epoch(at.timestamp_micros())?
+                .to_be_bytes()
+                .to_vec())
+        }
+        ("TIMESTAMP", _) => {
+            let at = chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                .or_else(|_| chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))
+                .map_err(|_| "a timestamp (YYYY-MM-DDTHH:MM:SS)")?;
+            Ok(micros_from_epoch(at.and_utc().timestamp_micros())?
+                .to_be_bytes()
+                .to_vec())
         }
         _ => Err("a time or date"),
     }
