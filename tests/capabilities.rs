@@ -1498,32 +1498,43 @@ async fn a_database_entry_on_the_hosts_own_file_or_with_a_bad_url_stops_the_star
     assert!(!stderr.contains("Hunter2Secret"), "{stderr}");
 }
 
+/// Writes `files` into the folder `<name>-migrations` beside the plugins
+/// folder; returns the folder and a sidecar granting `database` that
+/// applies them.
+fn migrations_folder(
+    site: &Site,
+    name: &str,
+    database: &str,
+    files: &[(&str, &str)],
+) -> (std::path::PathBuf, String) {
+    let folder = site.dir.path().join(format!("{name}-migrations"));
+    std::fs::create_dir(&folder).unwrap();
+    for (file, sql) in files {
+        std::fs::write(folder.join(file), sql).unwrap();
+    }
+    let sidecar = format!(
+        "[grants]\ndatabases = [\"{database}\"]\n[migrations]\npath = \"../{name}-migrations\"\n"
+    );
+    (folder, sidecar)
+}
+
+const NOTES: (&str, &str) = (
+    "0001_notes.sql",
+    "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
+);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old_version() {
     let site = Site::new();
-    let migrations = site.dir.path().join("notes-migrations");
-    std::fs::create_dir(&migrations).unwrap();
-    std::fs::write(
-        migrations.join("0001_notes.sql"),
-        "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);",
-    )
-    .unwrap();
-    let sidecar =
-        "[grants]\ndatabases = [\"main\"]\n[migrations]\npath = \"../notes-migrations\"\n";
-    mount(&site, "notes", sidecar);
+    let (migrations, sidecar) = migrations_folder(&site, "notes", "main", &[NOTES]);
+    mount(&site, "notes", &sidecar);
     // A second plugin numbering its migrations from 1 too: its own history.
-    let other = site.dir.path().join("tags-migrations");
-    std::fs::create_dir(&other).unwrap();
-    std::fs::write(
-        other.join("0001_tags.sql"),
+    let tags = (
+        "0001_tags.sql",
         "CREATE TABLE tags (name TEXT PRIMARY KEY);",
-    )
-    .unwrap();
-    mount(
-        &site,
-        "tags",
-        "[grants]\ndatabases = [\"main\"]\n[migrations]\npath = \"../tags-migrations\"\n",
     );
+    let (_, tags_sidecar) = migrations_folder(&site, "tags", "main", &[tags]);
+    mount(&site, "tags", &tags_sidecar);
     let server = site.serve(&[], &[]);
     let first = server.wait_serving("notes").await;
     server.wait_serving("tags").await;
@@ -1662,6 +1673,117 @@ async fn a_config_reload_adds_databases_and_reads_secrets_again() {
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "second");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_reload_that_adds_or_replaces_a_database_applies_plugin_migrations_to_it() {
+    let site = Site::new();
+    let (_, sidecar) = migrations_folder(&site, "notes", "store", &[NOTES]);
+    mount(&site, "notes", &sidecar);
+    let config = site.dir.path().join("gatehouse.toml");
+    let server = site.serve_config(&config_with(""), &[]);
+    let failed = server
+        .wait_plugin("notes", Duration::from_secs(60), |s| {
+            !s["last_error"].is_null()
+        })
+        .await;
+    assert_eq!(failed["state"], "failed");
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(error.contains("[databases.store]"), "{error}");
+
+    // The reload that adds the database loads the plugin: nothing in the
+    // plugins folder changed.
+    let store =
+        |file: &str| config_with(&format!("[databases.store]\nurl = \"sqlite://{file}\"\n"));
+    std::fs::write(&config, store("store-a.db")).unwrap();
+    server
+        .wait_plugin("notes", Duration::from_secs(30), |s| {
+            s["state"] == "serving"
+        })
+        .await;
+    let insert = "INSERT INTO notes (body) VALUES ('on a')";
+    run(&server, "notes", "store", insert).await;
+
+    // The same name on a new file: the plugin's tables are made there too,
+    // without touching the plugin.
+    std::fs::write(&config, store("store-b.db")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while server.log_text().matches("config reloaded").count() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    loop {
+        let (status, body) = execute(&server, "notes", "store", insert, json!([])).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no notes table on the new database after the reload: {body}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = ok(query(
+        &server,
+        "notes",
+        "store",
+        "SELECT body FROM notes",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["rows"], json!([[{"text": "on a"}]]));
+    assert!(site.dir.path().join("store-b.db").is_file());
+    let status = server.plugin_status("notes").await.unwrap();
+    assert!(status["last_error"].is_null(), "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kv_works_at_once_after_a_reload_moves_main_to_a_new_postgres_database() {
+    let site = Site::new();
+    mount(&site, "owner", "[grants]\ndatabases = [\"pg\"]\n");
+    mount(&site, "counter", "[grants]\nkv = true\n");
+    let database = table("gh_main");
+    let pg = format!("[databases.pg]\nurl = \"{POSTGRES}\"\n");
+    let config = site.dir.path().join("gatehouse.toml");
+    let server = site.serve_config(&config_with(&pg), &[]);
+    server.wait_serving("owner").await;
+    server.wait_serving("counter").await;
+    run(
+        &server,
+        "owner",
+        "pg",
+        &format!("CREATE DATABASE {database}"),
+    )
+    .await;
+    let increment = || call(&server, "POST", "/counter/kv/n/increment", None);
+    assert_eq!(increment().await, (200, json!({"value": 1})));
+
+    // `main` (and with it the kv store) moves to a database with none of
+    // the host's tables: they are made before the reload is said done.
+    let url = POSTGRES.replace("/test", &format!("/{database}"));
+    std::fs::write(
+        &config,
+        config_with(&format!("{pg}[databases.main]\nurl = \"{url}\"\n")),
+    )
+    .unwrap();
+    server.wait_log("config reloaded", Duration::from_secs(10));
+    assert_eq!(increment().await, (200, json!({"value": 1})));
+    assert_eq!(increment().await, (200, json!({"value": 2})));
+
+    // Its connections go with it.
+    run(
+        &server,
+        "owner",
+        "pg",
+        &format!("DROP DATABASE {database} WITH (FORCE)"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -904,6 +904,15 @@ impl RouteFirewall {
 }
 
 impl Sidecar {
+    /// The database its migrations apply to: `[migrations] database`, else
+    /// the first granted one.
+    pub fn migrations_database(&self) -> Option<&str> {
+        self.migrations
+            .as_ref()
+            .and_then(|m| m.database.as_deref())
+            .or_else(|| self.grants.databases.first().map(String::as_str))
+    }
+
     /// Reads and validates a sidecar file.
     pub fn load(path: &Path) -> Result<Sidecar> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {

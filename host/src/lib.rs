@@ -80,9 +80,7 @@ pub async fn serve(
     }
     let runtime = Arc::new(Runtime::new(&data_dir)?);
     let provisions = capability::Provisions::prepare(&config, None)?;
-    if let Err(e) = capability::migrations::migrate_host(provisions.databases.host()).await {
-        tracing::error!("{e}; kv calls fail until it succeeds, retried in the background");
-    }
+    provisions.migrate_host().await;
     let _maintenance = provisions.maintain();
     let mounts = Arc::new(Mounts::new(
         runtime,

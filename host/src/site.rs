@@ -147,6 +147,15 @@ impl Site {
         let provisions = self.server.mounts.provisions();
         let current = provisions.load_full();
         let prepared_provisions = Provisions::prepare(&config, Some(&current))?;
+        // A new host database gets the host's tables before kv calls reach
+        // it; one that is down is retried in the background, as at start.
+        let host_changed = !Arc::ptr_eq(
+            prepared_provisions.databases.host(),
+            current.databases.host(),
+        );
+        if host_changed {
+            prepared_provisions.migrate_host().await;
+        }
 
         // Listeners: reuse what is unchanged, prepare the rest.
         let has_plain = config.listeners.iter().any(|l| l.tls.is_none());
@@ -192,16 +201,19 @@ impl Site {
                 pool.start();
             }
         }
-        if !Arc::ptr_eq(
-            prepared_provisions.databases.host(),
-            current.databases.host(),
-        ) {
+        if host_changed {
             prepared_provisions.maintain();
         }
         prepared_provisions
             .realtime
             .set_limits(config.realtime.clone());
+        let changed_databases = prepared_provisions
+            .databases
+            .changed_from(&current.databases);
         provisions.store(Arc::new(prepared_provisions));
+        if !changed_databases.is_empty() {
+            self.server.mounts.databases_changed(&changed_databases);
+        }
         let counts = describe(&routes);
         self.server.mounts.set_config_routes(routes);
         self.grace_ms.store(

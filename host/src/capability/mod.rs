@@ -81,6 +81,15 @@ impl Provisions {
         })
     }
 
+    /// Applies the host's migrations to its database once, before kv calls
+    /// reach it. A database that is down is only logged: [`Provisions::maintain`]
+    /// retries it in the background.
+    pub async fn migrate_host(&self) {
+        if let Err(e) = migrations::migrate_host(self.databases.host()).await {
+            tracing::error!("{e}; kv calls fail until it succeeds, retried in the background");
+        }
+    }
+
     /// Applies the host's migrations to `main`, retrying until its database
     /// answers, and sweeps expired kv entries every minute. Runs until the
     /// process ends; a reload that replaces `main` starts a new one.

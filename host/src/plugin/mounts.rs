@@ -68,6 +68,9 @@ pub struct Mounts {
     ignored: Mutex<HashSet<String>>,
     /// One reconcile at a time.
     reconciling: tokio::sync::Mutex<()>,
+    /// Asks the folder watcher for a reconcile though nothing in the folder
+    /// changed (a config reload replaced a database).
+    look_again: tokio::sync::Notify,
     /// The `[[route]]` tables of the config; they win over plugin routes.
     config_routes: Mutex<Arc<Vec<Route>>>,
     /// One publish at a time, so that no change is lost.
@@ -94,6 +97,7 @@ impl Mounts {
             status: Mutex::default(),
             ignored: Mutex::default(),
             reconciling: tokio::sync::Mutex::const_new(()),
+            look_again: tokio::sync::Notify::new(),
             config_routes: Mutex::default(),
             publishing: Mutex::default(),
             runtime,
@@ -135,6 +139,35 @@ impl Mounts {
             Some(now) if now.handles_connections() => now.clone(),
             _ => held.clone(),
         }
+    }
+
+    /// After a config reload replaced the databases named in `changed`
+    /// (a new url, a new pool, added or removed): the plugins whose
+    /// migrations apply to one of them load again, so the new database gets
+    /// their tables, and so does every entry whose last load failed (the
+    /// database it was missing may be there now). The folder watcher is
+    /// woken for it.
+    pub fn databases_changed(&self, changed: &HashSet<String>) {
+        let mounted = self.snapshot();
+        let mut status = self.status.lock().unwrap();
+        for (name, status) in status.iter_mut() {
+            let migrates_there = mounted.plugins.get(name).is_some_and(|plugin| {
+                plugin
+                    .sidecar
+                    .migrations_database()
+                    .is_some_and(|database| changed.contains(database))
+            });
+            if migrates_there || status.last_error.is_some() {
+                status.fingerprint.clear();
+            }
+        }
+        drop(status);
+        self.look_again.notify_one();
+    }
+
+    /// Waits until [`Mounts::databases_changed`] asks for a reconcile.
+    pub async fn asked_to_look_again(&self) {
+        self.look_again.notified().await;
     }
 
     /// Brings the mounted set in line with the folder: loads new and changed
@@ -350,10 +383,7 @@ impl Mounts {
             }
             return Ok(());
         }
-        let Some(name) = configured
-            .and_then(|m| m.database.clone())
-            .or_else(|| sidecar.grants.databases.first().cloned())
-        else {
+        let Some(name) = sidecar.migrations_database() else {
             return Err(Error::plugin(
                 &entry.name,
                 format!(
@@ -362,7 +392,7 @@ impl Mounts {
                 ),
             ));
         };
-        let Some(database) = self.provisions.load().databases.get(&name).cloned() else {
+        let Some(database) = self.provisions.load().databases.get(name).cloned() else {
             return Err(Error::plugin(
                 &entry.name,
                 format!(

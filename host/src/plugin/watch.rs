@@ -55,14 +55,20 @@ pub async fn start(
     tokio::spawn(async move {
         let mut retry = mounts.reconcile().await;
         loop {
-            // A change, or (after a load that may pass by itself) the time
-            // to try again.
+            // A change, a config reload that replaced a database, or (after
+            // a load that may pass by itself) the time to try again.
+            let change = async {
+                tokio::select! {
+                    woke = rx.recv() => woke,
+                    () = mounts.asked_to_look_again() => Some(()),
+                }
+            };
             let woke = if retry {
-                tokio::time::timeout(super::mounts::RETRY, rx.recv())
+                tokio::time::timeout(super::mounts::RETRY, change)
                     .await
                     .unwrap_or(Some(()))
             } else {
-                rx.recv().await
+                change.await
             };
             if woke.is_none() {
                 return;

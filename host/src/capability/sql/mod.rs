@@ -156,6 +156,21 @@ impl Databases {
         Ok(Databases { by_name, host })
     }
 
+    /// The names whose pool is not the one of `before`: added, removed, or
+    /// opened anew for a changed url or setting.
+    pub fn changed_from(&self, before: &Databases) -> std::collections::HashSet<String> {
+        let differs = |name: &String| match (self.by_name.get(name), before.by_name.get(name)) {
+            (Some(now), Some(then)) => !Arc::ptr_eq(now, then),
+            _ => true,
+        };
+        self.by_name
+            .keys()
+            .chain(before.by_name.keys())
+            .filter(|name| differs(name))
+            .cloned()
+            .collect()
+    }
+
     /// The database called `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Database>> {
         self.by_name.get(name)
