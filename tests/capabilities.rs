@@ -1635,6 +1635,99 @@ async fn plugin_migrations_apply_once_per_plugin_and_a_failing_one_keeps_the_old
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_migration_that_begins_or_ends_its_own_transaction_fails_its_load_and_is_not_recorded() {
+    let site = Site::new();
+    // Postgres is shared between runs: a name of its own for the plugin
+    // (its history) and its table.
+    let pg_table = table("ended");
+    let cases = [
+        // Refused before anything runs.
+        (
+            "wrapped",
+            "main",
+            "BEGIN;\nCREATE TABLE wrapped (x INTEGER);\nCOMMIT;\n".to_owned(),
+        ),
+        // Found out after: what ran before the COMMIT stays.
+        (
+            "ended",
+            "main",
+            "CREATE TABLE ended_a (x INTEGER); COMMIT; CREATE TABLE ended_b (x INTEGER);"
+                .to_owned(),
+        ),
+        (
+            pg_table.as_str(),
+            "pg",
+            format!(
+                "CREATE TABLE {pg_table} (x INTEGER); COMMIT; CREATE TABLE {pg_table}_b (x INTEGER);"
+            ),
+        ),
+    ];
+    for (plugin, database, sql) in &cases {
+        let (_, sidecar) =
+            migrations_folder(&site, plugin, database, &[("0001_first.sql", sql.as_str())]);
+        mount(&site, plugin, &sidecar);
+    }
+    mount(
+        &site,
+        "reader",
+        "[grants]\ndatabases = [\"main\", \"pg\"]\n",
+    );
+    let server = site.serve_config(
+        &config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n")),
+        &[],
+    );
+    server.wait_serving("reader").await;
+    for (plugin, database, _) in &cases {
+        let failed = server
+            .wait_plugin(plugin, Duration::from_secs(60), |s| {
+                !s["last_error"].is_null()
+            })
+            .await;
+        assert_eq!(failed["state"], "failed", "{failed}");
+        let error = failed["last_error"].as_str().unwrap();
+        let expected = if *plugin == "wrapped" {
+            "0001_first opens a transaction of its own (BEGIN)"
+        } else {
+            "0001_first ends the transaction it runs in"
+        };
+        assert!(error.contains(expected), "{plugin}: {error}");
+        let history = ok(query(
+            &server,
+            "reader",
+            database,
+            "SELECT count(*) AS n FROM gatehouse_plugin_migrations WHERE plugin = $1",
+            json!([{"text": plugin}]),
+        )
+        .await)
+        .await;
+        assert_eq!(history["rows"], json!([[{"integer": 0}]]), "{plugin}");
+    }
+    // Not a database that is down: not tried again by itself.
+    assert!(
+        !server.log_text().contains("trying again"),
+        "{}",
+        server.log_text()
+    );
+    bad_statement(
+        query(
+            &server,
+            "reader",
+            "main",
+            "SELECT * FROM wrapped",
+            json!([]),
+        )
+        .await,
+    );
+    run(
+        &server,
+        "reader",
+        "pg",
+        &format!("DROP TABLE IF EXISTS {pg_table}, {pg_table}_b"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_config_reload_adds_databases_and_reads_secrets_again() {
     let site = Site::new();
     let token = site.dir.path().join("token.txt");

@@ -106,8 +106,18 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
         if migration.no_tx {
             return Err(failed(format!(
                 "{name} is marked `-- no-transaction`, which plugin migrations do not support: \
-                 a load's migrations apply in one transaction, so that a failing one leaves \
-                 the schema as the serving version knows it"
+                 {ONE_TRANSACTION}"
+            )));
+        }
+        if matches!(
+            super::sql::first_word(&migration.sql)
+                .to_ascii_lowercase()
+                .as_str(),
+            "begin" | "start"
+        ) {
+            return Err(failed(format!(
+                "{name} opens a transaction of its own (BEGIN): remove its BEGIN and COMMIT; \
+                 {ONE_TRANSACTION}"
             )));
         }
         pending.push((migration, name));
@@ -155,6 +165,12 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
                 tracing::info!(plugin, database = %database.name, "migration {name} was applied by another host");
                 continue;
             }
+            // A savepoint around the migration tells whether its own SQL
+            // ended the transaction (`COMMIT`, `END`, `ROLLBACK`): the
+            // savepoint went with it, and its release fails.
+            sqlx::Executor::execute(&mut *tx, "SAVEPOINT gatehouse_migration")
+                .await
+                .map_err(unavailable)?;
             let sql: &str = &migration.sql;
             sqlx::Executor::execute(&mut *tx, sql).await.map_err(|e| {
                 let others = match applied.len() {
@@ -168,6 +184,17 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
                         .unwrap_or_else(|| e.to_string())
                 ))
             })?;
+            match sqlx::Executor::execute(&mut *tx, "RELEASE SAVEPOINT gatehouse_migration").await {
+                Ok(_) => {}
+                Err(e) if e.as_database_error().is_none() => return Err(unavailable(e)),
+                Err(_) => {
+                    return Err(failed(format!(
+                        "{name} ends the transaction it runs in (COMMIT, END or ROLLBACK): remove \
+                     that statement; {ONE_TRANSACTION}. What ran before it in this load may \
+                     have been committed: check the database before the next try"
+                    )));
+                }
+            }
             sqlx::query(
                 "INSERT INTO gatehouse_plugin_migrations \
                  (plugin, database, version, description, checksum, applied_at) \
@@ -191,6 +218,10 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
     }
     Ok(applied.len())
 }
+
+/// Why a migration may not manage its own transaction.
+const ONE_TRANSACTION: &str = "the host applies a load's migrations in one transaction, so \
+     that a failing one leaves the schema as the serving version knows it";
 
 /// How a migration's transaction begins. SQLite's `IMMEDIATE` takes the
 /// database's write lock at once (waiting out `busy_timeout`), so the

@@ -753,7 +753,7 @@ fn no_session_command(sql: &str) -> Result<(), SqlError> {
 
 /// The first word of `sql` (its ASCII letters, past comments and empty
 /// statements), which says what kind of statement it is.
-fn first_word(sql: &str) -> &str {
+pub(in crate::capability) fn first_word(sql: &str) -> &str {
     let start = skip_comments(sql);
     let end = start
         .find(|c: char| !c.is_ascii_alphabetic())
