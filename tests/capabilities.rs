@@ -427,7 +427,7 @@ async fn postgres_values_map_to_the_nearest_value() {
             {"text": "42"},
             {"blob": [1, 2, 3]},
             {"text": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
-            {"text": "{\"likes\":3}"},
+            {"text": "{\"likes\": 3}"},
             {"text": "2026-11-22T09:30:00Z"},
             {"text": "2026-11-22T10:30:00"},
             {"text": "2026-11-22"},
@@ -448,6 +448,43 @@ async fn postgres_values_map_to_the_nearest_value() {
     .await)
     .await;
     assert_eq!(none, json!({"columns": ["big", "flag"], "rows": []}));
+
+    // JSON passes as text both ways, as Postgres holds it: no digit of a
+    // number is lost, and `json` keeps its key order, spacing and repeated
+    // keys (`jsonb` keeps the last and orders them its own way).
+    let doc =
+        r#"{"zeta": 1, "alpha": 12345678901234567890.123456789012345678901234567890,  "zeta": 2}"#;
+    let docs = ok(query(
+        &server,
+        "app",
+        "pg",
+        "SELECT $1::json, $2::jsonb, $3::jsonb",
+        json!([{"text": doc}, {"text": doc}, {"integer": 9007199254740993i64}]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        docs["rows"][0],
+        json!([
+            {"text": doc},
+            {"text": r#"{"zeta": 2, "alpha": 12345678901234567890.123456789012345678901234567890}"#},
+            {"text": "9007199254740993"}
+        ])
+    );
+    let (status, body) = query(
+        &server,
+        "app",
+        "pg",
+        "SELECT $1::jsonb",
+        json!([{"text": "{likes: 3}"}]),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("bad-statement")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("json"), "{body}");
 
     // A numeric arrives as Postgres writes it, at any length and scale.
     let numbers = ok(query(

@@ -20,7 +20,7 @@
 //! | numeric | text (exact decimal, any length) |
 //! | timestamptz | text, RFC 3339 in UTC |
 //! | timestamp, date, time | text, ISO 8601 |
-//! | json, jsonb | text (JSON) |
+//! | json, jsonb | text (the JSON as Postgres holds it) |
 //! | uuid | text |
 //! | int and text arrays | text (a JSON array) |
 //!
@@ -1038,12 +1038,11 @@ enum PgArg {
     /// The binary form ([`numeric::encode`]).
     Numeric(Vec<u8>),
     /// A binary form the host wrote itself (a time or date, an `inet`, a
-    /// `cidr`, an array), and its type.
+    /// `cidr`, JSON, an array), and its type.
     Written(Vec<u8>, PgTypeInfo),
     Text(String),
     Bytea(Vec<u8>),
     Uuid(Uuid),
-    Json(sqlx::types::JsonValue),
 }
 
 impl sqlx::Type<Postgres> for PgArg {
@@ -1074,7 +1073,6 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Text(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Bytea(v) => E::<Postgres>::encode_by_ref(v, buf),
             PgArg::Uuid(v) => E::<Postgres>::encode_by_ref(v, buf),
-            PgArg::Json(v) => E::<Postgres>::encode_by_ref(v, buf),
         }
     }
 
@@ -1093,7 +1091,6 @@ impl<'q> sqlx::Encode<'q, Postgres> for PgArg {
             PgArg::Text(_) => <String as T<Postgres>>::type_info(),
             PgArg::Bytea(_) => <Vec<u8> as T<Postgres>>::type_info(),
             PgArg::Uuid(_) => <Uuid as T<Postgres>>::type_info(),
-            PgArg::Json(_) => <sqlx::types::JsonValue as T<Postgres>>::type_info(),
         })
     }
 }
@@ -1215,10 +1212,12 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
         (Value::Blob(b), "BYTEA") => PgArg::Bytea(b.clone()),
         (Value::Text(t), "BYTEA") => PgArg::Bytea(t.as_bytes().to_vec()),
         (Value::Text(t), "UUID") => PgArg::Uuid(Uuid::parse_str(t).map_err(|_| parse(t, "uuid"))?),
-        (Value::Text(t), "JSON" | "JSONB") => {
-            PgArg::Json(serde_json::from_str(t).map_err(|_| parse(t, "JSON text"))?)
+        (Value::Text(t), kind @ ("JSON" | "JSONB")) => {
+            PgArg::Written(pg_text::encode_json(kind, t), ty)
         }
-        (Value::Integer(i), "JSON" | "JSONB") => PgArg::Json((*i).into()),
+        (Value::Integer(i), kind @ ("JSON" | "JSONB")) => {
+            PgArg::Written(pg_text::encode_json(kind, &i.to_string()), ty)
+        }
         (Value::Text(t), kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME")) => PgArg::Written(
             pg_text::encode_time(kind, t).map_err(|what| {
                 SqlError::BadStatement(format!("parameter ${n}: `{t}` is not {what} for {name}"))
@@ -1277,11 +1276,7 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         "INET" | "CIDR" => read(&pg_text::address, "address"),
         "BYTEA" => Ok(Value::Blob(row.try_get(i).map_err(get)?)),
         "UUID" => text(row.try_get::<Uuid, _>(i).map_err(get)?.to_string()),
-        "JSON" | "JSONB" => text(
-            row.try_get::<sqlx::types::JsonValue, _>(i)
-                .map_err(get)?
-                .to_string(),
-        ),
+        kind @ ("JSON" | "JSONB") => read(&|bytes| pg_text::json(kind, bytes), "JSON"),
         kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME") => {
             let raw = row.try_get_raw(i).map_err(get)?;
             let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;

@@ -1,8 +1,9 @@
-//! Postgres times and dates, `interval`, `inet` and `cidr` between their
-//! binary forms (what sqlx sends and receives) and text: a time or date in
-//! RFC 3339 or ISO 8601 (`infinity` and `-infinity` as Postgres writes
-//! them), an interval as an ISO 8601 duration (`IntervalStyle = iso_8601`),
-//! an address as `inet_out` and `cidr_out` do.
+//! Postgres times and dates, `interval`, `inet`, `cidr`, `json` and `jsonb`
+//! between their binary forms (what sqlx sends and receives) and text: a
+//! time or date in RFC 3339 or ISO 8601 (`infinity` and `-infinity` as
+//! Postgres writes them), an interval as an ISO 8601 duration
+//! (`IntervalStyle = iso_8601`), an address as `inet_out` and `cidr_out` do,
+//! JSON as the database holds it.
 
 use sqlx::types::chrono;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -220,6 +221,31 @@ pub fn encode_address(text: &str, cidr: bool) -> Result<Vec<u8>, String> {
     let mut form = vec![family, bits, u8::from(cidr), octets.len() as u8];
     form.extend_from_slice(&octets);
     Ok(form)
+}
+
+/// The version byte that starts a `jsonb` in binary form.
+const JSONB_VERSION: u8 = 1;
+
+/// A `json` or `jsonb` (the `kind` sqlx names) in binary form as its text,
+/// unchanged: every digit of a number, and a `json`'s spacing, key order
+/// and repeated keys, stay as Postgres has them. `None` for a malformed form.
+pub fn json(kind: &str, bytes: &[u8]) -> Option<String> {
+    let text = match kind {
+        "JSONB" => bytes.strip_prefix(&[JSONB_VERSION])?,
+        _ => bytes,
+    };
+    String::from_utf8(text.to_vec()).ok()
+}
+
+/// JSON `text` in the binary form of a `json` or `jsonb`. Postgres parses
+/// it, and refuses what is not JSON with its own message.
+pub fn encode_json(kind: &str, text: &str) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(text.len() + 1);
+    if kind == "JSONB" {
+        bytes.push(JSONB_VERSION);
+    }
+    bytes.extend_from_slice(text.as_bytes());
+    bytes
 }
 
 #[cfg(test)]
