@@ -1225,6 +1225,17 @@ async fn outbound_reaches_granted_origins_only() {
     assert_eq!(body["status"], 200);
     // Twice, on the pooled client.
     assert_eq!(fetch(&server, "caller", &allowed, "").await.0, 200);
+    // User info in the URL is sent as basic auth, not in the Host header.
+    let with_user = format!("http://someone:p%40ss@{}/headers", upstream.addr);
+    let (status, body) = fetch(&server, "caller", &with_user, "").await;
+    assert_eq!((status, &body["status"]), (200, &json!(200)), "{body}");
+    let seen: Value = serde_json::from_str(body["body"].as_str().unwrap()).unwrap();
+    assert_eq!(seen["headers"]["host"], upstream.addr.to_string(), "{seen}");
+    // base64 of `someone:p@ss`
+    assert_eq!(
+        seen["headers"]["authorization"], "Basic c29tZW9uZTpwQHNz",
+        "{seen}"
+    );
 
     // Another port of the same host, the admin API, and a plugin with no
     // grant: denied with the wasi:http code for it.

@@ -6,6 +6,7 @@
 //! pooled client (keep-alive, TLS with the webpki roots) across plugins and
 //! requests, under connect, first-byte and between-bytes timeouts.
 
+use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::connect::{CaptureConnection, HttpConnector, capture_connection};
@@ -278,6 +279,10 @@ impl WasiHttpHooks for OutboundPolicy {
                 return Err(Error::HttpRequestDenied);
             };
             let wildcard = matches!(allowed.host, AllowedHost::Subdomains(_));
+            let Some(request) = move_user_info(request) else {
+                tracing::info!(%plugin, %origin, "outbound request refused: its user info does not fit a header");
+                return Err(Error::HttpRequestUriInvalid);
+            };
             send(request, options, wildcard, &grant.slots).await.inspect_err(|error| {
                 match error {
                     Error::HttpRequestDenied => tracing::warn!(%plugin, %origin, "outbound request denied: it reached the admin listener"),
@@ -287,6 +292,42 @@ impl WasiHttpHooks for OutboundPolicy {
             })
         })
     }
+}
+
+/// Moves user info in the URI (`https://user:secret@host/`) to an
+/// `Authorization: Basic` header, as curl, Go and Python's requests do,
+/// unless the request has that header already. wasi:http keeps it in the
+/// authority, and so in the `Host` header the server would see. `None` when
+/// it cannot be a header (a control character once decoded).
+fn move_user_info(mut request: http::Request<WasiBody>) -> Option<http::Request<WasiBody>> {
+    let Some((user_info, host)) = request
+        .uri()
+        .authority()
+        .and_then(|a| a.as_str().rsplit_once('@'))
+        .map(|(user_info, host)| (user_info.to_owned(), host.to_owned()))
+    else {
+        return Some(request);
+    };
+    let host: http::uri::Authority = host.parse().ok()?;
+    let mut credentials: Vec<u8> = percent_encoding::percent_decode_str(&user_info).collect();
+    if !credentials.contains(&b':') {
+        credentials.push(b':');
+    }
+    let basic = http::HeaderValue::try_from(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(credentials)
+    ))
+    .ok()?;
+    let mut parts = request.uri().clone().into_parts();
+    parts.authority = Some(host.clone());
+    *request.uri_mut() = http::Uri::from_parts(parts).ok()?;
+    let headers = request.headers_mut();
+    headers.insert(
+        http::header::HOST,
+        http::HeaderValue::from_str(host.as_str()).ok()?,
+    );
+    headers.entry(http::header::AUTHORIZATION).or_insert(basic);
+    Some(request)
 }
 
 /// `scheme://host[:port]` of `uri`, without user info, path or query.
