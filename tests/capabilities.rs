@@ -2,7 +2,7 @@
 //! machine's Postgres, kv, outbound HTTP, env and secrets, and plugin
 //! migrations, through the `fixtures/capabilities` component.
 
-use crate::harness::{Server, Site, client, component, config_with};
+use crate::harness::{Server, Site, client, component, config_with, get};
 use crate::upstream::Upstream;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -1130,6 +1130,45 @@ async fn increments_lose_nothing(server: &Server, plugin: &str) {
     );
     let (_, body) = call(server, "POST", &url(0), None).await;
     assert_eq!(body, json!({"value": n - 5}));
+
+    // Only an integer as SQLite writes one counts as one, on both: the
+    // value stays as it was.
+    for text in ["007", " 5", "+5", "5 ", "-0", "5.0"] {
+        let key = format!("{key}-odd");
+        client()
+            .put(server.url(&format!("/{plugin}/kv/{key}")))
+            .body(text)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = call(
+            server,
+            "POST",
+            &format!("/{plugin}/kv/{key}/increment"),
+            None,
+        )
+        .await;
+        assert_eq!(status, 500, "{text:?}: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("not an integer"),
+            "{text:?}: {body}"
+        );
+        let (status, kept) = get(&server.url(&format!("/{plugin}/kv/{key}"))).await;
+        assert_eq!((status, kept.as_str()), (200, text));
+    }
+    // A key with a NUL in it is refused alike (Postgres text cannot hold it).
+    for request in [
+        client()
+            .put(server.url(&format!("/{plugin}/kv/a%00b")))
+            .body("1"),
+        client().post(server.url(&format!("/{plugin}/kv/a%00b/increment"))),
+        client().get(server.url(&format!("/{plugin}/kv?prefix=a%00"))),
+    ] {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 500);
+        let body = response.text().await.unwrap();
+        assert!(body.contains("NUL character"), "{body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

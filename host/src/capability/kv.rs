@@ -208,9 +208,7 @@ impl Store {
     }
 
     pub async fn list_keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>, KvError> {
-        if prefix.len() > MAX_KEY_BYTES {
-            return Err(too_long(prefix.len()));
-        }
+        check_key(prefix)?;
         let limit = i64::from(limit.min(MAX_LIST));
         // Keys compare bytewise on both databases, so the keys with the
         // prefix are those from it up to (not with) its successor: the
@@ -277,8 +275,10 @@ const INCREMENT_SQLITE: &str = "INSERT INTO gatehouse_kv (namespace, key, value,
        expires_at = CASE WHEN gatehouse_kv.expires_at <= $4 THEN NULL ELSE gatehouse_kv.expires_at END \
      RETURNING value";
 
-/// The atomic increment on Postgres, as [`INCREMENT_SQLITE`]; a value that
-/// is not an integer fails the cast.
+/// The atomic increment on Postgres, as [`INCREMENT_SQLITE`]: a value that
+/// is not an integer written as SQLite writes one (no `+`, no spaces, no
+/// leading zeros, Postgres's cast would take them) becomes NULL, and a sum
+/// past 64 bits fails the cast.
 const INCREMENT_POSTGRES: &str = "INSERT INTO gatehouse_kv (namespace, key, value, expires_at) \
      SELECT $1, $2, convert_to($3::bigint::text, 'UTF8'), NULL \
      WHERE EXISTS (SELECT 1 FROM gatehouse_kv WHERE namespace = $1 AND key = $2) \
@@ -286,7 +286,8 @@ const INCREMENT_POSTGRES: &str = "INSERT INTO gatehouse_kv (namespace, key, valu
           + octet_length($2) + $6 <= $5 \
      ON CONFLICT (namespace, key) DO UPDATE SET \
        value = convert_to((CASE WHEN gatehouse_kv.expires_at <= $4 THEN $3::bigint \
-         ELSE convert_from(gatehouse_kv.value, 'UTF8')::bigint + $3::bigint END)::text, 'UTF8'), \
+         WHEN convert_from(gatehouse_kv.value, 'UTF8') ~ '^(0|-?[1-9][0-9]*)$' \
+         THEN convert_from(gatehouse_kv.value, 'UTF8')::bigint + $3::bigint END)::text, 'UTF8'), \
        expires_at = CASE WHEN gatehouse_kv.expires_at <= $4 THEN NULL ELSE gatehouse_kv.expires_at END \
      RETURNING value";
 
@@ -339,6 +340,13 @@ fn successor(prefix: &str) -> Option<String> {
 fn check_key(key: &str) -> Result<(), KvError> {
     if key.len() > MAX_KEY_BYTES {
         return Err(too_long(key.len()));
+    }
+    if key.contains('\0') {
+        // Postgres text cannot hold it: refused on SQLite too, so keys
+        // stay valid when the kv store moves.
+        return Err(KvError::Other(
+            "the key holds a NUL character (\\0), which keys may not".to_owned(),
+        ));
     }
     Ok(())
 }
