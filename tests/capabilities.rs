@@ -616,6 +616,56 @@ async fn postgres_values_map_to_the_nearest_value() {
     ok(execute(&server, "app", "pg", &format!("DROP TABLE {t}"), json!([])).await).await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sqlite_statement_takes_at_most_2048_parameters() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"main\"]\n");
+    let server = site.serve(&[], &[]);
+    server.wait_serving("app").await;
+    let statement = |n: usize, numbered: bool| {
+        let list: Vec<String> = (1..=n)
+            .map(|i| {
+                if numbered {
+                    format!("${i}")
+                } else {
+                    "?".to_owned()
+                }
+            })
+            .collect();
+        format!(
+            "SELECT count(*) AS n FROM (SELECT 1 AS one) WHERE one IN ({})",
+            list.join(",")
+        )
+    };
+    let params = |n: usize| Value::from((1..=n).map(|i| json!({"integer": i})).collect::<Vec<_>>());
+    let rows = ok(query(&server, "app", "main", &statement(2048, true), params(2048)).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 1}]]));
+    // More is refused before SQLite parses it (its lookups of numbered
+    // parameters grow with the square of their number), or by SQLite's
+    // limit for other placeholders, in a read in place and on the pool.
+    for (sql, params) in [
+        (statement(2049, true), params(2049)),
+        (statement(2049, false), params(2049)),
+        (statement(2049, false), json!([])),
+    ] {
+        for (status, body) in [
+            query(&server, "app", "main", &sql, params.clone()).await,
+            execute(&server, "app", "main", &sql, params.clone()).await,
+        ] {
+            assert_eq!(
+                (status, &body["error"]),
+                (400, &json!("bad-statement")),
+                "{body}"
+            );
+            let message = body["message"].as_str().unwrap();
+            assert!(
+                message.contains("at most 2048") || message.contains("too many SQL variables"),
+                "{message}"
+            );
+        }
+    }
+}
+
 /// Runs the batch, constraint and bad-statement checks on database `db`.
 async fn batches_are_all_or_nothing(server: &Server, db: &str) {
     let t = table("accounts");

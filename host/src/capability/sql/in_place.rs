@@ -251,6 +251,11 @@ impl Handle {
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_ATTACHED, 0);
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_LENGTH, MAX_IN_PLACE_BYTES as c_int);
             ffi::sqlite3_limit(db, ffi::SQLITE_LIMIT_SQL_LENGTH, MAX_SQL_LENGTH);
+            ffi::sqlite3_limit(
+                db,
+                ffi::SQLITE_LIMIT_VARIABLE_NUMBER,
+                super::MAX_SQLITE_PARAMS as c_int,
+            );
             ffi::sqlite3_progress_handler(
                 db,
                 BUDGET_OPS,

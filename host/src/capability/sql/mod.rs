@@ -706,6 +706,16 @@ fn sqlite_placeholders(sql: &str, given: usize) -> Result<(), SqlError> {
             _ => at + 1,
         };
     }
+    if let Some(n) = [highest, given]
+        .into_iter()
+        .find(|n| *n > MAX_SQLITE_PARAMS)
+    {
+        return Err(SqlError::BadStatement(format!(
+            "the statement has {n} parameters; a SQLite statement takes at most \
+             {MAX_SQLITE_PARAMS}: split it, or pass many values as one JSON array \
+             (`IN (SELECT value FROM json_each($1))`)"
+        )));
+    }
     if !others && highest != given {
         return Err(SqlError::BadStatement(format!(
             "the statement has {highest} placeholder(s) but {given} parameter(s) were given"
@@ -828,6 +838,11 @@ async fn limit_connection(
         libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_ATTACHED, 0);
         // No value or row bigger than this, so one row cannot flood the host.
         libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_LENGTH, MAX_SQLITE_LENGTH);
+        libsqlite3_sys::sqlite3_limit(
+            db,
+            libsqlite3_sys::SQLITE_LIMIT_VARIABLE_NUMBER,
+            MAX_SQLITE_PARAMS as i32,
+        );
         libsqlite3_sys::sqlite3_trace_v2(
             db,
             libsqlite3_sys::SQLITE_TRACE_STMT as std::ffi::c_uint,
@@ -955,6 +970,13 @@ pub const MAX_RESULT_BYTES: usize = 64 << 20;
 
 /// The largest value or row a SQLite statement may build (SQLITE_LIMIT_LENGTH).
 const MAX_SQLITE_LENGTH: i32 = 16 << 20;
+
+/// The most parameters a SQLite statement may have (SQLITE_LIMIT_VARIABLE_NUMBER).
+/// SQLite looks a numbered parameter up in a list as it parses and binds,
+/// so the time grows with the square of their number: 2,048 take about
+/// 35 ms, SQLite's own limit of 32,766 about 8 s, with the connection (or,
+/// for a read in place, the thread) held and no statement clock running.
+pub(in crate::capability) const MAX_SQLITE_PARAMS: usize = 2048;
 
 /// Reads a result's rows as they arrive, each value mapped by
 /// `value(row, column)`, until the result is over [`MAX_RESULT_BYTES`].
@@ -1405,6 +1427,17 @@ mod tests {
         assert!(sqlite_placeholders("SELECT $99999999999999999999999", 1).is_err());
         // Other kinds are SQLite's to count.
         assert!(sqlite_placeholders("SELECT :name, @n, ?", 1).is_ok());
+        let many = |n: usize| {
+            (1..=n)
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert!(sqlite_placeholders(&many(MAX_SQLITE_PARAMS), MAX_SQLITE_PARAMS).is_ok());
+        let error =
+            sqlite_placeholders(&many(MAX_SQLITE_PARAMS + 1), MAX_SQLITE_PARAMS + 1).unwrap_err();
+        assert!(matches!(error, SqlError::BadStatement(m) if m.contains("at most 2048")));
+        assert!(sqlite_placeholders("SELECT ?", MAX_SQLITE_PARAMS + 1).is_err());
     }
 
     #[test]
