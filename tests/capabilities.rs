@@ -1934,8 +1934,8 @@ async fn a_config_reload_that_adds_or_replaces_a_database_applies_plugin_migrati
     let insert = "INSERT INTO notes (body) VALUES ('on a')";
     run(&server, "notes", "store", insert).await;
 
-    // The same name on a new file: the plugin's tables are made there too,
-    // without touching the plugin.
+    // The same name on a new file: the plugin's tables are made there
+    // before the reload takes effect, without touching the plugin.
     std::fs::write(&config, store("store-b.db")).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while server.log_text().matches("config reloaded").count() < 2 {

@@ -156,6 +156,16 @@ impl Site {
         if host_changed {
             prepared_provisions.migrate_host().await;
         }
+        // So do the plugins' tables on a database that is new or moved.
+        let changed_databases = prepared_provisions
+            .databases
+            .changed_from(&current.databases);
+        if !changed_databases.is_empty() {
+            self.server
+                .mounts
+                .migrate_to(&prepared_provisions.databases, &changed_databases)
+                .await;
+        }
 
         // Listeners: reuse what is unchanged, prepare the rest.
         let has_plain = config.listeners.iter().any(|l| l.tls.is_none());
@@ -207,12 +217,9 @@ impl Site {
         prepared_provisions
             .realtime
             .set_limits(config.realtime.clone());
-        let changed_databases = prepared_provisions
-            .databases
-            .changed_from(&current.databases);
         provisions.store(Arc::new(prepared_provisions));
         if !changed_databases.is_empty() {
-            self.server.mounts.databases_changed(&changed_databases);
+            self.server.mounts.databases_changed();
         }
         let counts = describe(&routes);
         self.server.mounts.set_config_routes(routes);

@@ -73,6 +73,8 @@ pub struct Plugin {
     pub sha256: String,
     /// Its sidecar (defaults when there is none).
     pub sidecar: Sidecar,
+    /// Its migrations, if it has any.
+    pub migrations: Option<mounts::Migrations>,
     /// Its sql and kv grants.
     pub granted: crate::capability::Granted,
     /// The origins it may call.

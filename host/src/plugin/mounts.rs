@@ -57,6 +57,13 @@ pub struct Report {
     pub failed_at: Option<String>,
 }
 
+/// Where a plugin's migrations are, and the database they go to.
+#[derive(Debug, Clone)]
+pub struct Migrations {
+    pub dir: PathBuf,
+    pub database: String,
+}
+
 /// How soon an entry whose load may pass by itself is tried again.
 pub const RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -71,6 +78,9 @@ pub struct Mounts {
     /// Asks the folder watcher for a reconcile though nothing in the folder
     /// changed (a config reload replaced a database).
     look_again: tokio::sync::Notify,
+    /// Counts the config reloads that replaced a database, so a load under
+    /// way across one is done again.
+    databases_generation: std::sync::atomic::AtomicU64,
     /// The `[[route]]` tables of the config; they win over plugin routes.
     config_routes: Mutex<Arc<Vec<Route>>>,
     /// One publish at a time, so that no change is lost.
@@ -98,6 +108,7 @@ impl Mounts {
             ignored: Mutex::default(),
             reconciling: tokio::sync::Mutex::const_new(()),
             look_again: tokio::sync::Notify::new(),
+            databases_generation: Default::default(),
             config_routes: Mutex::default(),
             publishing: Mutex::default(),
             runtime,
@@ -141,23 +152,18 @@ impl Mounts {
         }
     }
 
-    /// After a config reload replaced the databases named in `changed`
-    /// (a new url, a new pool, added or removed): the plugins whose
-    /// migrations apply to one of them load again, so the new database gets
-    /// their tables, and so does every entry whose last load failed (the
-    /// database it was missing may be there now). The folder watcher is
+    /// After a config reload replaced databases (its plugins' migrations
+    /// were applied to them before, by [`Mounts::migrate_to`]): every entry
+    /// whose last load failed is loaded again, since the database it was
+    /// missing may be there now, and so is any entry a load was under way
+    /// for, which may have migrated the old pool. The folder watcher is
     /// woken for it.
-    pub fn databases_changed(&self, changed: &HashSet<String>) {
-        let mounted = self.snapshot();
+    pub fn databases_changed(&self) {
+        self.databases_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut status = self.status.lock().unwrap();
-        for (name, status) in status.iter_mut() {
-            let migrates_there = mounted.plugins.get(name).is_some_and(|plugin| {
-                plugin
-                    .sidecar
-                    .migrations_database()
-                    .is_some_and(|database| changed.contains(database))
-            });
-            if migrates_there || status.last_error.is_some() {
+        for status in status.values_mut() {
+            if status.last_error.is_some() {
                 status.fingerprint.clear();
             }
         }
@@ -234,7 +240,23 @@ impl Mounts {
             }
             let current = self.snapshot().plugins.get(&entry.name).cloned();
             let was_mounted = current.is_some();
-            match self.load(&entry).await {
+            let generation = self
+                .databases_generation
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let loaded = self.load(&entry).await;
+            if self
+                .databases_generation
+                .load(std::sync::atomic::Ordering::SeqCst)
+                != generation
+            {
+                // A reload replaced a database while this loaded: its
+                // migrations may have gone to the old pool. Loaded again at
+                // the look the reload asked for.
+                if let Some(status) = self.status.lock().unwrap().get_mut(&entry.name) {
+                    status.fingerprint.clear();
+                }
+            }
+            match loaded {
                 Ok(plugin)
                     if current.as_ref().is_some_and(|c| {
                         c.sha256 == plugin.sha256 && c.sidecar == plugin.sidecar
@@ -325,7 +347,7 @@ impl Mounts {
         .await
         .map_err(|e| Error::plugin(&entry.name, format!("the compile task failed: {e}")))?;
         let (sha256, compiled, code, events) = compiled?;
-        self.migrate(entry, &sidecar).await?;
+        let migrations = self.migrate(entry, &sidecar).await?;
         let provisions = self.provisions.load();
         for name in capability::env::missing(&sidecar.grants.env, &provisions.secrets) {
             tracing::warn!(plugin = %entry.name, "granted env var {name} is neither in [secrets] nor set on the host");
@@ -357,6 +379,7 @@ impl Mounts {
             origin,
             sha256,
             sidecar,
+            migrations,
             code,
             events,
             loaded_at: SystemTime::now(),
@@ -366,13 +389,14 @@ impl Mounts {
 
     /// Applies the plugin's migrations, if it has any: the sidecar's
     /// `[migrations] path`, or `migrations/` in a source folder. A failure
-    /// fails the load, so the previous version keeps serving.
-    async fn migrate(&self, entry: &Entry, sidecar: &Sidecar) -> Result<()> {
+    /// fails the load, so the previous version keeps serving. Returns the
+    /// folder and the database's name.
+    async fn migrate(&self, entry: &Entry, sidecar: &Sidecar) -> Result<Option<Migrations>> {
         let configured = sidecar.migrations.as_ref();
         let dir = match configured.and_then(|m| m.path.as_ref()) {
             Some(path) => self.plugins_dir.join(path),
             None if matches!(entry.kind, Kind::Source(_)) => entry.path.join("migrations"),
-            None => return Ok(()),
+            None => return Ok(None),
         };
         if !dir.is_dir() {
             if configured.and_then(|m| m.path.as_ref()).is_some() {
@@ -381,7 +405,7 @@ impl Mounts {
                     format!("[migrations] path {} is not a folder", dir.display()),
                 ));
             }
-            return Ok(());
+            return Ok(None);
         }
         let Some(name) = sidecar.migrations_database() else {
             return Err(Error::plugin(
@@ -401,15 +425,55 @@ impl Mounts {
             ));
         };
         if !self.apply_migrations {
-            return sqlx::migrate::Migrator::new(dir.clone())
+            sqlx::migrate::Migrator::new(dir.clone())
                 .await
-                .map(|_| ())
                 .map_err(|e| {
                     Error::plugin(&entry.name, format!("migrations in {}: {e}", dir.display()))
-                });
+                })?;
+        } else {
+            capability::migrations::migrate_plugin(&entry.name, &database, &dir).await?;
         }
-        capability::migrations::migrate_plugin(&entry.name, &database, &dir).await?;
-        Ok(())
+        Ok(Some(Migrations {
+            dir,
+            database: name.to_owned(),
+        }))
+    }
+
+    /// Applies the migrations of the mounted plugins whose migrations go to
+    /// a database in `changed` to its new pool in `databases`, before a
+    /// config reload swaps that pool in: no call of theirs meets it without
+    /// their tables. A failure is logged and kept for the admin API; the
+    /// plugin keeps serving, and is loaded again after the reload.
+    pub async fn migrate_to(
+        &self,
+        databases: &capability::sql::Databases,
+        changed: &HashSet<String>,
+    ) {
+        let mounted = self.snapshot();
+        for plugin in mounted.plugins.values() {
+            let Some(migrations) = &plugin.migrations else {
+                continue;
+            };
+            if !changed.contains(&migrations.database) {
+                continue;
+            }
+            let Some(database) = databases.get(&migrations.database) else {
+                let error = format!(
+                    "its migrations' database `{}` is no longer configured: add [databases.{}] to gatehouse.toml",
+                    migrations.database, migrations.database
+                );
+                tracing::error!(plugin = %plugin.name, "{error}");
+                self.set_error(&plugin.name, Some(error));
+                continue;
+            };
+            if let Err(e) =
+                capability::migrations::migrate_plugin(&plugin.name, database, &migrations.dir)
+                    .await
+            {
+                tracing::error!(plugin = %plugin.name, "after the config reload: {e}");
+                self.set_error(&plugin.name, Some(e.to_string()));
+            }
+        }
     }
 
     /// Applies `change` to a copy of the plugin map, rebuilds the route
