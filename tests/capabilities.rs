@@ -643,7 +643,11 @@ async fn a_sqlite_statement_takes_at_most_2048_parameters() {
     // More is refused before SQLite parses it (its lookups of numbered
     // parameters grow with the square of their number), or by SQLite's
     // limit for other placeholders, in a read in place and on the pool.
+    // Each placeholder is looked up among those before it: repeats count.
+    let all = statement(2048, true);
+    let repeated = format!("{}{})", &all[..all.len() - 1], ",$2048".repeat(10_000));
     for (sql, params) in [
+        (repeated, params(2048)),
         (statement(2049, true), params(2049)),
         (statement(2049, false), params(2049)),
         (statement(2049, false), json!([])),

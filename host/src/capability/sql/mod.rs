@@ -664,7 +664,7 @@ fn changes_sqlite_session(sql: &str) -> bool {
 /// left to SQLite. Text in quotes and comments is skipped.
 fn sqlite_placeholders(sql: &str, given: usize) -> Result<(), SqlError> {
     let bytes = sql.as_bytes();
-    let (mut at, mut highest, mut others) = (0, 0usize, false);
+    let (mut at, mut highest, mut others, mut uses) = (0, 0usize, false, 0usize);
     while at < bytes.len() {
         let rest = &bytes[at..];
         let skip_to = |end: &[u8], from: usize| {
@@ -689,10 +689,12 @@ fn sqlite_placeholders(sql: &str, given: usize) -> Result<(), SqlError> {
                     ));
                 }
                 highest = highest.max(n);
+                uses += 1;
                 at + 1 + digits
             }
             b'?' | b'$' => {
                 others = true;
+                uses += 1;
                 at + 1
             }
             b':' | b'@'
@@ -701,19 +703,27 @@ fn sqlite_placeholders(sql: &str, given: usize) -> Result<(), SqlError> {
                     .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
             {
                 others = true;
+                uses += 1;
                 at + 1
             }
             _ => at + 1,
         };
     }
-    if let Some(n) = [highest, given]
-        .into_iter()
-        .find(|n| *n > MAX_SQLITE_PARAMS)
-    {
+    let past = if given > MAX_SQLITE_PARAMS {
+        Some(format!("{given} parameters were given"))
+    } else if highest > MAX_SQLITE_PARAMS {
+        Some(format!("a placeholder is past ${MAX_SQLITE_PARAMS}"))
+    } else if uses > MAX_SQLITE_PARAMS {
+        Some(format!(
+            "the statement has {uses} placeholders, counting repeats"
+        ))
+    } else {
+        None
+    };
+    if let Some(past) = past {
         return Err(SqlError::BadStatement(format!(
-            "the statement has {n} parameters; a SQLite statement takes at most \
-             {MAX_SQLITE_PARAMS}: split it, or pass many values as one JSON array \
-             (`IN (SELECT value FROM json_each($1))`)"
+            "{past}; a SQLite statement takes at most {MAX_SQLITE_PARAMS}: split it, or \
+             pass many values as one JSON array (`IN (SELECT value FROM json_each($1))`)"
         )));
     }
     if !others && highest != given {
@@ -971,11 +981,13 @@ pub const MAX_RESULT_BYTES: usize = 64 << 20;
 /// The largest value or row a SQLite statement may build (SQLITE_LIMIT_LENGTH).
 const MAX_SQLITE_LENGTH: i32 = 16 << 20;
 
-/// The most parameters a SQLite statement may have (SQLITE_LIMIT_VARIABLE_NUMBER).
-/// SQLite looks a numbered parameter up in a list as it parses and binds,
-/// so the time grows with the square of their number: 2,048 take about
-/// 35 ms, SQLite's own limit of 32,766 about 8 s, with the connection (or,
-/// for a read in place, the thread) held and no statement clock running.
+/// The most parameters a SQLite statement may have (SQLITE_LIMIT_VARIABLE_NUMBER),
+/// and the most placeholders it may hold, counting repeats. SQLite looks
+/// each placeholder up in the list of those before it as it parses and
+/// binds, so the time grows with the square of their number: 2,048 take
+/// about 35 ms, SQLite's own limit of 32,766 about 8 s, with the
+/// connection (or, for a read in place, the thread) held and no statement
+/// clock running.
 pub(in crate::capability) const MAX_SQLITE_PARAMS: usize = 2048;
 
 /// Reads a result's rows as they arrive, each value mapped by
@@ -1437,6 +1449,9 @@ mod tests {
         let error =
             sqlite_placeholders(&many(MAX_SQLITE_PARAMS + 1), MAX_SQLITE_PARAMS + 1).unwrap_err();
         assert!(matches!(error, SqlError::BadStatement(m) if m.contains("at most 2048")));
+        let repeated = format!("{},{}", many(2), ["$2"; MAX_SQLITE_PARAMS].join(","));
+        let error = sqlite_placeholders(&repeated, 2).unwrap_err();
+        assert!(matches!(error, SqlError::BadStatement(m) if m.contains("2050 placeholders")));
         assert!(sqlite_placeholders("SELECT ?", MAX_SQLITE_PARAMS + 1).is_err());
     }
 
