@@ -45,12 +45,21 @@ impl Store {
         }
     }
 
+    /// Whether `key` is one this store cannot hold (a NUL in Postgres
+    /// text), so no entry has it.
+    fn cannot_hold(&self, key: &str) -> bool {
+        matches!(self.database.pool, Pool::Postgres(_)) && key.contains('\0')
+    }
+
     fn quota(&self) -> i64 {
         i64::try_from(self.quota).unwrap_or(i64::MAX)
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
         check_key(key)?;
+        if self.cannot_hold(key) {
+            return Ok(None);
+        }
         const SQL: &str = "SELECT value FROM gatehouse_kv \
              WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
         let params = [
@@ -82,7 +91,7 @@ impl Store {
     }
 
     pub async fn set(&self, key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<(), KvError> {
-        check_key(key)?;
+        check_new_key(key)?;
         if value.len() > MAX_VALUE_BYTES {
             return Err(KvError::TooLarge(format!(
                 "the value is {} bytes; the limit is {MAX_VALUE_BYTES}",
@@ -146,6 +155,9 @@ impl Store {
 
     pub async fn delete(&self, key: &str) -> Result<bool, KvError> {
         check_key(key)?;
+        if self.cannot_hold(key) {
+            return Ok(false);
+        }
         const SQL: &str = "DELETE FROM gatehouse_kv \
              WHERE namespace = $1 AND key = $2 AND (expires_at IS NULL OR expires_at > $3)";
         let done = on_pool!(self.database, |pool| sqlx::query(SQL)
@@ -162,7 +174,7 @@ impl Store {
     /// Adds `delta` in one statement, so concurrent increments never lose
     /// an update. An expired value counts as 0.
     pub async fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        check_key(key)?;
+        check_new_key(key)?;
         let sql = match &self.database.pool {
             Pool::Sqlite(_) => INCREMENT_SQLITE,
             Pool::Postgres(_) => INCREMENT_POSTGRES,
@@ -209,6 +221,9 @@ impl Store {
 
     pub async fn list_keys(&self, prefix: &str, limit: u32) -> Result<Vec<String>, KvError> {
         check_key(prefix)?;
+        if self.cannot_hold(prefix) {
+            return Ok(Vec::new());
+        }
         let limit = i64::from(limit.min(MAX_LIST));
         // Keys compare bytewise on both databases, so the keys with the
         // prefix are those from it up to (not with) its successor: the
@@ -341,9 +356,16 @@ fn check_key(key: &str) -> Result<(), KvError> {
     if key.len() > MAX_KEY_BYTES {
         return Err(too_long(key.len()));
     }
+    Ok(())
+}
+
+/// [`check_key`] for a key a write may create: one with a NUL character is
+/// refused, since Postgres text cannot hold it, on SQLite too, so keys stay
+/// valid when the kv store moves. Those a SQLite store got before can still
+/// be read and deleted.
+fn check_new_key(key: &str) -> Result<(), KvError> {
+    check_key(key)?;
     if key.contains('\0') {
-        // Postgres text cannot hold it: refused on SQLite too, so keys
-        // stay valid when the kv store moves.
         return Err(KvError::Other(
             "the key holds a NUL character (\\0), which keys may not".to_owned(),
         ));
