@@ -189,9 +189,10 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
                 Err(e) if e.as_database_error().is_none() => return Err(unavailable(e)),
                 Err(_) => {
                     return Err(failed(format!(
-                        "{name} ends the transaction it runs in (COMMIT, END or ROLLBACK): remove \
-                     that statement; {ONE_TRANSACTION}. What ran before it in this load may \
-                     have been committed: check the database before the next try"
+                        "{name} ends the transaction it runs in (COMMIT, END, ROLLBACK or ABORT): \
+                     remove that statement; {ONE_TRANSACTION}. What ran before it in this load, \
+                     and what ran after it in autocommit, may have been committed: check the \
+                     database before the next try"
                     )));
                 }
             }

@@ -279,10 +279,12 @@ impl WasiHttpHooks for OutboundPolicy {
                 return Err(Error::HttpRequestDenied);
             };
             let wildcard = matches!(allowed.host, AllowedHost::Subdomains(_));
-            let Some(request) = move_user_info(request) else {
+            let mut request = request;
+            if !move_user_info(&mut request) {
                 tracing::info!(%plugin, %origin, "outbound request refused: its user info does not fit a header");
+                take_body(request.into_body()).await;
                 return Err(Error::HttpRequestUriInvalid);
-            };
+            }
             send(request, options, wildcard, &grant.slots).await.inspect_err(|error| {
                 match error {
                     Error::HttpRequestDenied => tracing::warn!(%plugin, %origin, "outbound request denied: it reached the admin listener"),
@@ -297,19 +299,27 @@ impl WasiHttpHooks for OutboundPolicy {
 /// Moves user info in the URI (`https://user:secret@host/`) to an
 /// `Authorization: Basic` header, as curl, Go and Python's requests do,
 /// unless the request has that header already. wasi:http keeps it in the
-/// authority, and so in the `Host` header the server would see. `None` when
-/// it cannot be a header (a control character once decoded).
-fn move_user_info(mut request: http::Request<WasiBody>) -> Option<http::Request<WasiBody>> {
+/// authority, and so in the `Host` header the server would see. False when
+/// the URI cannot be rebuilt without it.
+fn move_user_info(request: &mut http::Request<WasiBody>) -> bool {
     let Some((user_info, host)) = request
         .uri()
         .authority()
         .and_then(|a| a.as_str().rsplit_once('@'))
         .map(|(user_info, host)| (user_info.to_owned(), host.to_owned()))
     else {
-        return Some(request);
+        return true;
     };
+    move_to_header(request, &user_info, &host).is_some()
+}
+
+fn move_to_header(
+    request: &mut http::Request<WasiBody>,
+    user_info: &str,
+    host: &str,
+) -> Option<()> {
     let host: http::uri::Authority = host.parse().ok()?;
-    let mut credentials: Vec<u8> = percent_encoding::percent_decode_str(&user_info).collect();
+    let mut credentials: Vec<u8> = percent_encoding::percent_decode_str(user_info).collect();
     if !credentials.contains(&b':') {
         credentials.push(b':');
     }
@@ -327,7 +337,7 @@ fn move_user_info(mut request: http::Request<WasiBody>) -> Option<http::Request<
         http::HeaderValue::from_str(host.as_str()).ok()?,
     );
     headers.entry(http::header::AUTHORIZATION).or_insert(basic);
-    Some(request)
+    Some(())
 }
 
 /// `scheme://host[:port]` of `uri`, without user info, path or query.
