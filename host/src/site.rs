@@ -147,25 +147,6 @@ impl Site {
         let provisions = self.server.mounts.provisions();
         let current = provisions.load_full();
         let prepared_provisions = Provisions::prepare(&config, Some(&current))?;
-        // A new host database gets the host's tables before kv calls reach
-        // it; one that is down is retried in the background, as at start.
-        let host_changed = !Arc::ptr_eq(
-            prepared_provisions.databases.host(),
-            current.databases.host(),
-        );
-        if host_changed {
-            prepared_provisions.migrate_host().await;
-        }
-        // So do the plugins' tables on a database that is new or moved.
-        let changed_databases = prepared_provisions
-            .databases
-            .changed_from(&current.databases);
-        if !changed_databases.is_empty() {
-            self.server
-                .mounts
-                .migrate_to(&prepared_provisions.databases, &changed_databases)
-                .await;
-        }
 
         // Listeners: reuse what is unchanged, prepare the rest.
         let has_plain = config.listeners.iter().any(|l| l.tls.is_none());
@@ -195,6 +176,27 @@ impl Site {
                 tls,
                 socket,
             });
+        }
+
+        // Everything else is ready. A new host database gets the host's
+        // tables before kv calls reach it; one that is down is retried in
+        // the background, as at start.
+        let host_changed = !Arc::ptr_eq(
+            prepared_provisions.databases.host(),
+            current.databases.host(),
+        );
+        if host_changed {
+            prepared_provisions.migrate_host().await;
+        }
+        // So do the plugins' tables on a database that is new or moved.
+        let changed_databases = prepared_provisions
+            .databases
+            .changed_from(&current.databases);
+        if !changed_databases.is_empty() {
+            self.server
+                .mounts
+                .migrate_to(&prepared_provisions.databases, &changed_databases)
+                .await;
         }
 
         // Commit: nothing below can fail.
