@@ -484,7 +484,12 @@ async fn postgres_values_map_to_the_nearest_value() {
         (400, &json!("bad-statement")),
         "{body}"
     );
-    assert!(body["message"].as_str().unwrap().contains("json"), "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("parameter $1 is not valid JSON for JSONB")
+            && message.contains("column 2"),
+        "{body}"
+    );
 
     // A numeric arrives as Postgres writes it, at any length and scale.
     let numbers = ok(query(

@@ -1247,6 +1247,9 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
         (Value::Text(t), "BYTEA") => PgArg::Bytea(t.as_bytes().to_vec()),
         (Value::Text(t), "UUID") => PgArg::Uuid(Uuid::parse_str(t).map_err(|_| parse(t, "uuid"))?),
         (Value::Text(t), kind @ ("JSON" | "JSONB")) => {
+            pg_text::check_json(t).map_err(|e| {
+                SqlError::BadStatement(format!("parameter ${n} is not valid JSON for {name}: {e}"))
+            })?;
             PgArg::Written(pg_text::encode_json(kind, t), ty)
         }
         (Value::Integer(i), kind @ ("JSON" | "JSONB")) => {

@@ -237,6 +237,17 @@ pub fn json(kind: &str, bytes: &[u8]) -> Option<String> {
     String::from_utf8(text.to_vec()).ok()
 }
 
+/// Whether `text` is JSON, read for its syntax only (no number is
+/// converted, so none is too big), to name the parameter in the error;
+/// Postgres parses it again. Nesting deeper than the reader follows is left
+/// to Postgres, which allows more.
+pub fn check_json(text: &str) -> Result<(), serde_json::Error> {
+    match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        Err(e) if e.to_string().starts_with("recursion limit exceeded") => Ok(()),
+        other => other.map(|_| ()),
+    }
+}
+
 /// JSON `text` in the binary form of a `json` or `jsonb`. Postgres parses
 /// it, and refuses what is not JSON with its own message.
 pub fn encode_json(kind: &str, text: &str) -> Vec<u8> {
@@ -259,6 +270,19 @@ mod tests {
             &months.to_be_bytes(),
         ]
         .concat()
+    }
+
+    #[test]
+    fn json_is_checked_for_syntax_only() {
+        assert!(check_json(r#"{"a": 1e400, "b": 123456789012345678901234567890}"#).is_ok());
+        assert!(check_json(&format!("{}1{}", "[".repeat(1000), "]".repeat(1000))).is_ok());
+        let error = check_json("{likes: 3}").unwrap_err();
+        assert!(error.to_string().contains("line 1 column 2"), "{error}");
+        assert!(check_json("[1,]").is_err());
+        assert_eq!(
+            json("JSONB", &encode_json("JSONB", "[1]")).as_deref(),
+            Some("[1]")
+        );
     }
 
     #[test]
