@@ -280,7 +280,7 @@ impl WasiHttpHooks for OutboundPolicy {
             };
             let wildcard = matches!(allowed.host, AllowedHost::Subdomains(_));
             let mut request = request;
-            if !move_user_info(&mut request) {
+            if move_user_info(&mut request).is_none() {
                 tracing::info!(%plugin, %origin, "outbound request refused: its user info does not fit a header");
                 take_body(request.into_body()).await;
                 return Err(Error::HttpRequestUriInvalid);
@@ -299,27 +299,19 @@ impl WasiHttpHooks for OutboundPolicy {
 /// Moves user info in the URI (`https://user:secret@host/`) to an
 /// `Authorization: Basic` header, as curl, Go and Python's requests do,
 /// unless the request has that header already. wasi:http keeps it in the
-/// authority, and so in the `Host` header the server would see. False when
+/// authority, and so in the `Host` header the server would see. `None` when
 /// the URI cannot be rebuilt without it.
-fn move_user_info(request: &mut http::Request<WasiBody>) -> bool {
+fn move_user_info(request: &mut http::Request<WasiBody>) -> Option<()> {
     let Some((user_info, host)) = request
         .uri()
         .authority()
         .and_then(|a| a.as_str().rsplit_once('@'))
         .map(|(user_info, host)| (user_info.to_owned(), host.to_owned()))
     else {
-        return true;
+        return Some(());
     };
-    move_to_header(request, &user_info, &host).is_some()
-}
-
-fn move_to_header(
-    request: &mut http::Request<WasiBody>,
-    user_info: &str,
-    host: &str,
-) -> Option<()> {
     let host: http::uri::Authority = host.parse().ok()?;
-    let mut credentials: Vec<u8> = percent_encoding::percent_decode_str(user_info).collect();
+    let mut credentials: Vec<u8> = percent_encoding::percent_decode_str(&user_info).collect();
     if !credentials.contains(&b':') {
         credentials.push(b':');
     }
