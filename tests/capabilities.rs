@@ -2569,28 +2569,33 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
     );
     let arrays = pg(
         "SELECT $1::bool[], $2::float8[], $3::uuid[], $4::jsonb[], $5::numeric[], $6::text[], \
-         ARRAY[[1, 2], [3, 4]], '{}'::int8[]",
+         ARRAY[[1, 2], [3, 4]], '{}'::int8[], $7::json[], ($7::json[])[1]->>'n'",
         json!([
             {"text": "[true, false, null]"},
             {"text": "[0.5, \"NaN\", \"-Infinity\"]"},
             {"text": "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]"},
-            {"text": "[{\"likes\": [1, 2]}, null]"},
-            {"text": "[\"12.50\", 7]"},
-            {"text": "[\"a\", \"zoë\"]"}
+            {"text": "[{\"likes\":[1,2]}, null]"},
+            {"text": "[\"12.50\", 7, 12345678901234567890.123456789]"},
+            {"text": "[\"a\", \"zoë\"]"},
+            {"text": "[{\"z\": 1, \"n\": 12345678901234567890.123456789}]"}
         ]),
     )
     .await;
+    // JSON elements arrive as Postgres holds them, as a scalar does: jsonb
+    // in its own form, json as written, every digit and key order kept.
     assert_eq!(
         arrays["rows"][0],
         json!([
             {"text": "[true,false,null]"},
             {"text": "[0.5,\"NaN\",\"-Infinity\"]"},
             {"text": "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]"},
-            {"text": "[{\"likes\":[1,2]},null]"},
-            {"text": "[\"12.50\",\"7\"]"},
+            {"text": "[{\"likes\": [1, 2]},null]"},
+            {"text": "[\"12.50\",\"7\",\"12345678901234567890.123456789\"]"},
             {"text": "[\"a\",\"zoë\"]"},
             {"text": "[[1,2],[3,4]]"},
-            {"text": "[]"}
+            {"text": "[]"},
+            {"text": "[{\"z\": 1, \"n\": 12345678901234567890.123456789}]"},
+            {"text": "12345678901234567890.123456789"}
         ])
     );
     // Arrays of enum labels, times and dates, and addresses: each element

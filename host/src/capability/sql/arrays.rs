@@ -12,6 +12,7 @@
 
 use super::{numeric, pg_text};
 use serde_json::Value as Json;
+use serde_json::value::RawValue;
 use sqlx::TypeInfo;
 use sqlx::postgres::{PgTypeInfo, PgTypeKind};
 use sqlx::types::Uuid;
@@ -45,47 +46,64 @@ pub fn maps(element: &PgTypeInfo) -> bool {
         )
 }
 
-/// An array of `element`s in binary form as JSON; `None` when malformed.
-pub fn decode(bytes: &[u8], element: &str) -> Option<Json> {
+/// An array of `element`s in binary form as JSON text; `None` when
+/// malformed. A `json` or `jsonb` element is written as Postgres holds it,
+/// as its scalar is: every digit, a `json`'s key order and spacing.
+pub fn decode(bytes: &[u8], element: &str) -> Option<String> {
     let mut at = Reader(bytes);
     let dimensions = usize::try_from(at.i32()?).ok()?;
     let _has_nulls = at.i32()?;
     let _oid = at.i32()?;
     if dimensions == 0 {
-        return Some(Json::Array(Vec::new()));
+        return Some("[]".to_owned());
     }
     let mut lengths = Vec::with_capacity(dimensions.min(6));
     for _ in 0..dimensions {
         lengths.push(usize::try_from(at.i32()?).ok()?);
         let _lower_bound = at.i32()?;
     }
-    let array = nested(&mut at, &lengths, element)?;
-    at.0.is_empty().then_some(array)
+    let mut text = String::with_capacity(bytes.len());
+    nested(&mut at, &lengths, element, &mut text)?;
+    at.0.is_empty().then_some(text)
 }
 
-/// The elements of one dimension (and those under it).
-fn nested(at: &mut Reader, lengths: &[usize], element: &str) -> Option<Json> {
+/// Writes the elements of one dimension (and those under it).
+fn nested(at: &mut Reader, lengths: &[usize], element: &str, text: &mut String) -> Option<()> {
     let (&length, inner) = lengths.split_first()?;
-    let mut items = Vec::with_capacity(length.min(at.0.len() / 4));
-    for _ in 0..length {
-        items.push(match inner.is_empty() {
+    text.push('[');
+    for i in 0..length {
+        if i > 0 {
+            text.push(',');
+        }
+        match inner.is_empty() {
             true => match at.i32()? {
-                -1 => Json::Null,
-                size => item(at.take(usize::try_from(size).ok()?)?, element)?,
+                -1 => text.push_str("null"),
+                size => item(at.take(usize::try_from(size).ok()?)?, element, text)?,
             },
-            false => nested(at, inner, element)?,
-        });
+            false => nested(at, inner, element, text)?,
+        }
     }
-    Some(Json::Array(items))
+    text.push(']');
+    Some(())
 }
 
-/// One element's binary form as JSON.
-fn item(bytes: &[u8], element: &str) -> Option<Json> {
+/// Writes one element's binary form as JSON.
+fn item(bytes: &[u8], element: &str, text: &mut String) -> Option<()> {
     let real = |value: f64| match value.is_finite() {
         true => Json::from(value),
         false => Json::from(value.to_string().replace("inf", "Infinity")),
     };
-    Some(match element {
+    // Postgres checked the JSON; it goes on as it is.
+    let json = match element {
+        "JSON" => Some(bytes),
+        "JSONB" => Some(bytes.strip_prefix(&[1])?),
+        _ => None,
+    };
+    if let Some(json) = json {
+        text.push_str(std::str::from_utf8(json).ok()?);
+        return Some(());
+    }
+    let value = match element {
         "BOOL" => Json::Bool(*bytes.first()? != 0),
         "INT2" => Json::from(i16::from_be_bytes(bytes.try_into().ok()?)),
         "INT4" => Json::from(i32::from_be_bytes(bytes.try_into().ok()?)),
@@ -94,24 +112,28 @@ fn item(bytes: &[u8], element: &str) -> Option<Json> {
         "FLOAT8" => real(f64::from_be_bytes(bytes.try_into().ok()?)),
         "UUID" => Json::from(Uuid::from_slice(bytes).ok()?.to_string()),
         "NUMERIC" => Json::from(numeric::decode(bytes)?),
-        "JSON" => serde_json::from_slice(bytes).ok()?,
-        "JSONB" => serde_json::from_slice(bytes.strip_prefix(&[1])?).ok()?,
         "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" => Json::from(pg_text::time(element, bytes)?),
         "INET" | "CIDR" => Json::from(pg_text::address(bytes)?),
         _ => Json::from(std::str::from_utf8(bytes).ok()?),
-    })
+    };
+    text.push_str(&value.to_string());
+    Some(())
 }
 
 /// The binary form of `text`, a JSON array, as a one-dimensional array of
 /// `element`s (whose type OID is `oid`); the error says what does not fit.
+/// Each element is read from its own text, so a `json` element or a
+/// numeric written as a number keeps every digit (and a `json` its keys'
+/// order).
 pub fn encode(text: &str, element: &str, oid: u32) -> Result<Vec<u8>, String> {
-    let Ok(Json::Array(items)) = serde_json::from_str::<Json>(text) else {
+    let Ok(items) = serde_json::from_str::<Vec<&RawValue>>(text) else {
         return Err(format!(
             "`{}` is not a JSON array; an array parameter takes one, e.g. [1, 2, 3]",
             text.chars().take(40).collect::<String>()
         ));
     };
-    let has_nulls = items.iter().any(Json::is_null);
+    let is_null = |item: &&RawValue| item.get() == "null";
+    let has_nulls = items.iter().any(is_null);
     let mut form = Vec::with_capacity(20 + items.len() * 12);
     let dimensions: i32 = if items.is_empty() { 0 } else { 1 };
     for word in [dimensions, i32::from(has_nulls)] {
@@ -123,15 +145,15 @@ pub fn encode(text: &str, element: &str, oid: u32) -> Result<Vec<u8>, String> {
         form.extend_from_slice(&length.to_be_bytes());
         form.extend_from_slice(&1i32.to_be_bytes());
     }
-    for (i, value) in items.iter().enumerate() {
-        let bytes = match value {
-            Json::Null => {
-                form.extend_from_slice(&(-1i32).to_be_bytes());
-                continue;
-            }
-            value => element_form(value, element)
-                .map_err(|what| format!("element {i} ({value}) is not {what}"))?,
-        };
+    for (i, item) in items.iter().enumerate() {
+        if is_null(item) {
+            form.extend_from_slice(&(-1i32).to_be_bytes());
+            continue;
+        }
+        let bytes = element_form(item.get(), element).map_err(|what| {
+            let shown: String = item.get().chars().take(40).collect();
+            format!("element {i} ({shown}) is not {what}")
+        })?;
         let size = i32::try_from(bytes.len()).map_err(|_| format!("element {i} is too large"))?;
         form.extend_from_slice(&size.to_be_bytes());
         form.extend_from_slice(&bytes);
@@ -139,10 +161,21 @@ pub fn encode(text: &str, element: &str, oid: u32) -> Result<Vec<u8>, String> {
     Ok(form)
 }
 
-/// One element's binary form, or what it should have been.
-fn element_form(value: &Json, element: &str) -> Result<Vec<u8>, &'static str> {
+/// One element's binary form, from its JSON text, or what it should have
+/// been.
+fn element_form(raw: &str, element: &str) -> Result<Vec<u8>, &'static str> {
+    match element {
+        "JSON" => return Ok(raw.as_bytes().to_vec()),
+        "JSONB" => return Ok([&[1u8][..], raw.as_bytes()].concat()),
+        // A number goes as written, every digit of it.
+        "NUMERIC" if !raw.starts_with('"') => {
+            return numeric::encode(raw).map_err(|_| "a number Postgres can hold");
+        }
+        _ => {}
+    }
+    let value: Json = serde_json::from_str(raw).map_err(|_| "JSON")?;
     let integer = |what| value.as_i64().ok_or(what);
-    let real = |what| match value {
+    let real = |what| match &value {
         Json::Number(number) => number.as_f64().ok_or(what),
         Json::String(text) => match text.as_str() {
             "NaN" => Ok(f64::NAN),
@@ -153,7 +186,7 @@ fn element_form(value: &Json, element: &str) -> Result<Vec<u8>, &'static str> {
         _ => Err(what),
     };
     Ok(match element {
-        "BOOL" => match value {
+        "BOOL" => match &value {
             Json::Bool(flag) => vec![u8::from(*flag)],
             Json::Number(n) if n.as_i64() == Some(0) || n.as_i64() == Some(1) => {
                 vec![u8::from(n.as_i64() == Some(1))]
@@ -177,16 +210,8 @@ fn element_form(value: &Json, element: &str) -> Result<Vec<u8>, &'static str> {
             .ok_or("a uuid")?
             .as_bytes()
             .to_vec(),
-        "NUMERIC" => {
-            let text = match value {
-                Json::Number(number) => number.to_string(),
-                Json::String(text) => text.clone(),
-                _ => return Err("a number"),
-            };
-            numeric::encode(&text).map_err(|_| "a number Postgres can hold")?
-        }
-        "JSON" => value.to_string().into_bytes(),
-        "JSONB" => [&[1u8][..], value.to_string().as_bytes()].concat(),
+        "NUMERIC" => numeric::encode(value.as_str().ok_or("a number")?)
+            .map_err(|_| "a number Postgres can hold")?,
         "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" => {
             pg_text::encode_time(element, value.as_str().unwrap_or_default())?
         }
@@ -216,7 +241,6 @@ impl<'a> Reader<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn what_is_encoded_decodes_to_the_same_json() {
@@ -229,6 +253,12 @@ mod tests {
             ("UUID", 2950, "[\"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11\"]"),
             ("NUMERIC", 1700, "[\"12.50\",\"NaN\"]"),
             ("JSONB", 3802, "[{\"a\":[1,2]},null]"),
+            // Every digit, and the keys in their order.
+            (
+                "JSON",
+                114,
+                "[{\"b\": 1, \"a\": 12345678901234567890.5},null]",
+            ),
             ("INT2", 21, "[]"),
             (
                 "TIMESTAMPTZ",
@@ -242,12 +272,17 @@ mod tests {
         ] {
             let form = encode(text, element, oid).unwrap();
             let back = decode(&form, element).unwrap();
-            assert_eq!(
-                back,
-                serde_json::from_str::<Json>(text).unwrap(),
-                "{element}"
-            );
+            assert_eq!(back, text, "{element}");
         }
+    }
+
+    #[test]
+    fn a_numeric_written_as_a_number_keeps_every_digit() {
+        let form = encode("[12345678901234567890.123456789, 1e-3]", "NUMERIC", 1700).unwrap();
+        assert_eq!(
+            decode(&form, "NUMERIC").as_deref(),
+            Some("[\"12345678901234567890.123456789\",\"0.001\"]")
+        );
     }
 
     #[test]
@@ -284,7 +319,7 @@ mod tests {
                 .collect::<Vec<u8>>()
         };
         let form = words(&[2, 0, 23, 2, 1, 1, 1, 4, 1, 4, 2]);
-        assert_eq!(decode(&form, "INT4"), Some(json!([[1], [2]])));
+        assert_eq!(decode(&form, "INT4").as_deref(), Some("[[1],[2]]"));
         assert_eq!(decode(&form[..form.len() - 1], "INT4"), None);
     }
 }

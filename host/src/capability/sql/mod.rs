@@ -1293,7 +1293,7 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         // An enum's binary form is its label.
         PgTypeKind::Enum(_) => return text(row.try_get_unchecked::<String, _>(i).map_err(get)?),
         PgTypeKind::Array(element) if arrays::maps(element) => {
-            let decode = |bytes: &[u8]| Some(arrays::decode(bytes, element.name())?.to_string());
+            let decode = |bytes: &[u8]| arrays::decode(bytes, element.name());
             return read(&decode, "array");
         }
         _ => {}
