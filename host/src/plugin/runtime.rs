@@ -49,29 +49,10 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds the engine (pooling allocator, copy-on-write memory images,
-    /// epoch interruption) and starts its epoch ticker.
+    /// Builds the engine (see [`engine_config`]) and starts its epoch
+    /// ticker.
     pub fn new(data_dir: &std::path::Path) -> Result<Runtime> {
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
-            .total_core_instances(MAX_CONCURRENT_INSTANCES * 2)
-            .total_memories(MAX_CONCURRENT_INSTANCES * 2)
-            .total_tables(MAX_CONCURRENT_INSTANCES * 2)
-            .total_stacks(MAX_CONCURRENT_INSTANCES)
-            .max_memory_size(4 << 30)
-            // Reset the pages an instance touched with memset instead of
-            // madvise, so the next instance in the slot takes no page faults;
-            // with PAGEMAP_SCAN (Linux 6.7+) only the touched pages are reset.
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT / 16)
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            .decommit_batch_size(DECOMMIT_BATCH);
-        let mut config = Config::new();
-        config
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
-            .memory_init_cow(true)
-            .epoch_interruption(true)
-            .wasm_component_model(true);
+        let config = engine_config();
         let engine = Engine::new(&config).map_err(|e| Error::Engine(format!("{e:#}")))?;
 
         let mut linker = Linker::new(&engine);
@@ -184,6 +165,32 @@ impl Runtime {
     pub fn prepare_cgi(&self, name: &str, wasm: &[u8]) -> Result<super::cgi::Program> {
         super::cgi::prepare(name, &self.cgi_linker, wasm)
     }
+}
+
+/// The configuration of the plugin engine: the pooling allocator,
+/// copy-on-write memory images, epoch interruption, the component model.
+pub fn engine_config() -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_CONCURRENT_INSTANCES)
+        .total_core_instances(MAX_CONCURRENT_INSTANCES * 2)
+        .total_memories(MAX_CONCURRENT_INSTANCES * 2)
+        .total_tables(MAX_CONCURRENT_INSTANCES * 2)
+        .total_stacks(MAX_CONCURRENT_INSTANCES)
+        .max_memory_size(4 << 30)
+        // Reset the pages an instance touched with memset instead of
+        // madvise, so the next instance in the slot takes no page faults;
+        // with PAGEMAP_SCAN (Linux 6.7+) only the touched pages are reset.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT / 16)
+        .pagemap_scan(wasmtime::Enabled::Auto)
+        .decommit_batch_size(DECOMMIT_BATCH);
+    let mut config = Config::new();
+    config
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+        .memory_init_cow(true)
+        .epoch_interruption(true)
+        .wasm_component_model(true);
+    config
 }
 
 /// The hex SHA-256 of some bytes: the identity of a plugin build.
