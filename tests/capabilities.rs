@@ -2556,6 +2556,24 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
         ])
     );
 
+    // A time with its zone, in ISO 8601, both ways; an interval array
+    // arrives as its scalars do.
+    let zoned = pg(
+        "SELECT '10:30:00+01'::timetz, $1::timetz = '12:00:00-05:30'::timetz, $2::timetz[], \
+         ARRAY['1 day'::interval, NULL, '-1 hour -30 minutes']",
+        json!([{"text": "12:00:00-05:30"}, {"text": "[\"23:59:59.5Z\", null]"}]),
+    )
+    .await;
+    assert_eq!(
+        zoned["rows"][0],
+        json!([
+            {"text": "10:30:00+01:00"},
+            {"integer": 1},
+            {"text": "[\"23:59:59.500+00:00\",null]"},
+            {"text": "[\"P1D\",null,\"PT-1H-30M\"]"}
+        ])
+    );
+
     // Arrays go both ways as JSON: `= ANY($1)` takes a JSON array, and an
     // array arrives as one (nested for more dimensions).
     let rows = pg(

@@ -41,9 +41,17 @@ pub fn maps(element: &PgTypeInfo) -> bool {
                 | "TIMESTAMP"
                 | "DATE"
                 | "TIME"
+                | "TIMETZ"
                 | "INET"
                 | "CIDR"
         )
+}
+
+/// Whether arrays of `element` arrive as JSON: those that [`maps`], and
+/// intervals (as the ISO 8601 durations their scalar gives; a parameter
+/// takes them through a cast, as it does a scalar).
+pub fn reads(element: &PgTypeInfo) -> bool {
+    maps(element) || element.name() == "INTERVAL"
 }
 
 /// An array of `element`s in binary form as JSON text; `None` when
@@ -112,7 +120,10 @@ fn item(bytes: &[u8], element: &str, text: &mut String) -> Option<()> {
         "FLOAT8" => real(f64::from_be_bytes(bytes.try_into().ok()?)),
         "UUID" => Json::from(Uuid::from_slice(bytes).ok()?.to_string()),
         "NUMERIC" => Json::from(numeric::decode(bytes)?),
-        "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" => Json::from(pg_text::time(element, bytes)?),
+        "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" | "TIMETZ" => {
+            Json::from(pg_text::time(element, bytes)?)
+        }
+        "INTERVAL" => Json::from(pg_text::interval(bytes)?),
         "INET" | "CIDR" => Json::from(pg_text::address(bytes)?),
         _ => Json::from(std::str::from_utf8(bytes).ok()?),
     };
@@ -212,7 +223,7 @@ fn element_form(raw: &str, element: &str) -> Result<Vec<u8>, &'static str> {
             .to_vec(),
         "NUMERIC" => numeric::encode(value.as_str().ok_or("a number")?)
             .map_err(|_| "a number Postgres can hold")?,
-        "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" => {
+        "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" | "TIMETZ" => {
             pg_text::encode_time(element, value.as_str().unwrap_or_default())?
         }
         "INET" => pg_text::encode_address(value.as_str().ok_or("an address")?, false)

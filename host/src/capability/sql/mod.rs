@@ -1255,12 +1255,16 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
         (Value::Integer(i), kind @ ("JSON" | "JSONB")) => {
             PgArg::Written(pg_text::encode_json(kind, &i.to_string()), ty)
         }
-        (Value::Text(t), kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME")) => PgArg::Written(
-            pg_text::encode_time(kind, t).map_err(|what| {
-                SqlError::BadStatement(format!("parameter ${n}: `{t}` is not {what} for {name}"))
-            })?,
-            ty,
-        ),
+        (Value::Text(t), kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" | "TIMETZ")) => {
+            PgArg::Written(
+                pg_text::encode_time(kind, t).map_err(|what| {
+                    SqlError::BadStatement(format!(
+                        "parameter ${n}: `{t}` is not {what} for {name}"
+                    ))
+                })?,
+                ty,
+            )
+        }
         (Value::Text(t), "INET" | "CIDR") => PgArg::Written(
             pg_text::encode_address(t, name == "CIDR")
                 .map_err(|unfit| SqlError::BadStatement(format!("parameter ${n}: {unfit}")))?,
@@ -1292,7 +1296,7 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     match column.type_info().kind() {
         // An enum's binary form is its label.
         PgTypeKind::Enum(_) => return text(row.try_get_unchecked::<String, _>(i).map_err(get)?),
-        PgTypeKind::Array(element) if arrays::maps(element) => {
+        PgTypeKind::Array(element) if arrays::reads(element) => {
             let decode = |bytes: &[u8]| arrays::decode(bytes, element.name());
             return read(&decode, "array");
         }
@@ -1314,7 +1318,7 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         "BYTEA" => Ok(Value::Blob(row.try_get(i).map_err(get)?)),
         "UUID" => text(row.try_get::<Uuid, _>(i).map_err(get)?.to_string()),
         kind @ ("JSON" | "JSONB") => read(&|bytes| pg_text::json(kind, bytes), "JSON"),
-        kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME") => {
+        kind @ ("TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" | "TIMETZ") => {
             let raw = row.try_get_raw(i).map_err(get)?;
             let bytes = raw.as_bytes().map_err(|e| SqlError::Other(e.to_string()))?;
             pg_text::time(kind, bytes).map(Value::Text).ok_or_else(|| {

@@ -20,13 +20,30 @@ const EPOCH_UNIX_MICROS: i64 = 946_684_800_000_000;
 /// `24:00:00`, which a Postgres `time` may hold, in microseconds.
 const MIDNIGHT_AFTER: i64 = 86_400_000_000;
 
-/// A `timestamptz`, `timestamp`, `date` or `time` (the `kind` sqlx names)
-/// in its binary form (microseconds or days from 2000-01-01, microseconds
-/// from midnight) as text: RFC 3339 in UTC for a `timestamptz`, ISO 8601
-/// for the others, and `infinity` / `-infinity` as Postgres writes them.
+/// A `timestamptz`, `timestamp`, `date`, `time` or `timetz` (the `kind`
+/// sqlx names) in its binary form (microseconds or days from 2000-01-01,
+/// microseconds from midnight) as text: RFC 3339 in UTC for a
+/// `timestamptz`, ISO 8601 for the others (`10:30:00+01:00` for a
+/// `timetz`), and `infinity` / `-infinity` as Postgres writes them.
 /// sqlx's own decoding panics on those and on years chrono cannot hold;
 /// `None` for the latter and for a malformed form.
 pub fn time(kind: &str, bytes: &[u8]) -> Option<String> {
+    if kind == "TIMETZ" {
+        // The time, then the zone's offset in seconds west of UTC.
+        let (time, zone) = bytes.split_at_checked(8)?;
+        let east = i32::from_be_bytes(zone.try_into().ok()?).checked_neg()?;
+        let (sign, offset) = (if east < 0 { '-' } else { '+' }, east.unsigned_abs());
+        let mut text = format!(
+            "{}{sign}{:02}:{:02}",
+            self::time("TIME", time)?,
+            offset / 3600,
+            offset / 60 % 60
+        );
+        if offset % 60 != 0 {
+            text.push_str(&format!(":{:02}", offset % 60));
+        }
+        return Some(text);
+    }
     if kind == "DATE" {
         return match i32::from_be_bytes(bytes.try_into().ok()?) {
             i32::MAX => Some("infinity".to_owned()),
@@ -58,9 +75,10 @@ pub fn time(kind: &str, bytes: &[u8]) -> Option<String> {
     })
 }
 
-/// The binary form of `text` as a `timestamptz`, `timestamp`, `date` or
-/// `time` (the `kind` sqlx names): what [`time`] writes reads back, and a
-/// `timestamp` may have a space for its `T`. The error names the form
+/// The binary form of `text` as a `timestamptz`, `timestamp`, `date`,
+/// `time` or `timetz` (the `kind` sqlx names): what [`time`] writes reads
+/// back, a `timestamp` may have a space for its `T`, and a `timetz`'s zone
+/// may be `Z`, `+01`, `+0100` or `+01:00`. The error names the form
 /// expected.
 pub fn encode_time(kind: &str, text: &str) -> Result<Vec<u8>, &'static str> {
     let micros_from_epoch = |unix_micros: i64| {
@@ -108,8 +126,48 @@ pub fn encode_time(kind: &str, text: &str) -> Result<Vec<u8>, &'static str> {
                 .to_be_bytes()
                 .to_vec())
         }
+        ("TIMETZ", _) => {
+            const WHAT: &str = "a time with its zone (HH:MM:SS+HH:MM)";
+            let (time, east) = match text.strip_suffix(['Z', 'z']) {
+                Some(time) => (time, 0),
+                None => {
+                    let (time, zone) = text.split_at(text.rfind(['+', '-']).ok_or(WHAT)?);
+                    (time, zone_offset(zone).ok_or(WHAT)?)
+                }
+            };
+            let mut form = encode_time("TIME", time).map_err(|_| WHAT)?;
+            form.extend_from_slice(&(-east).to_be_bytes());
+            Ok(form)
+        }
         _ => Err("a time or date"),
     }
+}
+
+/// A zone's offset east of UTC in seconds, from `+01`, `-05:30`, `+0530`
+/// or `+05:30:15`; `None` past the ±15:59:59 Postgres holds.
+fn zone_offset(zone: &str) -> Option<i32> {
+    let (sign, digits) = match zone.split_at_checked(1)? {
+        ("+", digits) => (1, digits),
+        ("-", digits) => (-1, digits),
+        _ => return None,
+    };
+    let parts: Vec<&str> = match digits.split(':').collect::<Vec<_>>() {
+        parts if parts.len() > 1 => parts,
+        _ if digits.len() == 4 => vec![&digits[..2], &digits[2..]],
+        parts => parts,
+    };
+    let mut seconds = 0;
+    for (part, (unit, limit)) in parts.iter().zip([(3600, 16), (60, 60), (1, 60)]) {
+        if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let amount: i32 = part.parse().ok()?;
+        if amount >= limit {
+            return None;
+        }
+        seconds += amount * unit;
+    }
+    (parts.len() <= 3).then_some(sign * seconds)
 }
 
 /// An `interval` (microseconds, days, months, each big-endian) as an ISO
@@ -283,6 +341,30 @@ mod tests {
             json("JSONB", &encode_json("JSONB", "[1]")).as_deref(),
             Some("[1]")
         );
+    }
+
+    #[test]
+    fn times_with_a_zone_read_back_as_written() {
+        for (text, back) in [
+            ("10:30:00+01:00", "10:30:00+01:00"),
+            ("10:30:00.25-05:30", "10:30:00.250-05:30"),
+            ("23:59:59Z", "23:59:59+00:00"),
+            ("00:00:00+0530", "00:00:00+05:30"),
+            ("12:00:00-03", "12:00:00-03:00"),
+            ("24:00:00+15:59:59", "24:00:00+15:59:59"),
+        ] {
+            let form = encode_time("TIMETZ", text).unwrap();
+            assert_eq!(time("TIMETZ", &form).as_deref(), Some(back), "{text}");
+        }
+        for wrong in [
+            "10:30:00",
+            "10:30:00+16:00",
+            "10:30:00+1",
+            "25:00:00+01",
+            "+01:00",
+        ] {
+            assert!(encode_time("TIMETZ", wrong).is_err(), "{wrong}");
+        }
     }
 
     #[test]
