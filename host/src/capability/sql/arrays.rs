@@ -179,12 +179,13 @@ fn element_form(raw: &str, element: &str) -> Result<Vec<u8>, &'static str> {
         "JSON" => return Ok(raw.as_bytes().to_vec()),
         "JSONB" => return Ok([&[1u8][..], raw.as_bytes()].concat()),
         // A number goes as written, every digit of it.
-        "NUMERIC" if !raw.starts_with('"') => {
+        "NUMERIC" if raw.starts_with(|c: char| c == '-' || c.is_ascii_digit()) => {
             return numeric::encode(raw).map_err(|_| "a number Postgres can hold");
         }
         _ => {}
     }
-    let value: Json = serde_json::from_str(raw).map_err(|_| "JSON")?;
+    // The array parsed, so only a number past a double's range fails here.
+    let value: Json = serde_json::from_str(raw).map_err(|_| "a number within a double's range")?;
     let integer = |what| value.as_i64().ok_or(what);
     let real = |what| match &value {
         Json::Number(number) => number.as_f64().ok_or(what),
@@ -319,6 +320,10 @@ mod tests {
             error.contains("element 1 (3) is not a date (YYYY-MM-DD)"),
             "{error}"
         );
+        let error = encode("[1e400]", "FLOAT8", 701).unwrap_err();
+        assert!(error.contains("(1e400) is not a number within"), "{error}");
+        let error = encode("[true]", "NUMERIC", 1700).unwrap_err();
+        assert!(error.contains("(true) is not a number"), "{error}");
         let error = encode("[\"10.1.0.0/8\"]", "CIDR", 650).unwrap_err();
         assert!(error.contains("no bits set past its prefix"), "{error}");
         assert_eq!(decode(&[0, 0, 0, 1], "INT4"), None);

@@ -153,7 +153,7 @@ fn zone_offset(zone: &str) -> Option<i32> {
     };
     let parts: Vec<&str> = match digits.split(':').collect::<Vec<_>>() {
         parts if parts.len() > 1 => parts,
-        _ if digits.len() == 4 => vec![&digits[..2], &digits[2..]],
+        _ if digits.len() == 4 => vec![digits.get(..2)?, digits.get(2..)?],
         parts => parts,
     };
     let mut seconds = 0;
@@ -360,6 +360,8 @@ mod tests {
             "10:30:00",
             "10:30:00+16:00",
             "10:30:00+1",
+            "10:30:00+€1",
+            "10:30:00+1é1",
             "25:00:00+01",
             "+01:00",
         ] {
