@@ -2556,12 +2556,18 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
         ])
     );
 
-    // A time with its zone, in ISO 8601, both ways; an interval array
-    // arrives as its scalars do.
+    // A time with its zone and an interval, in ISO 8601, both ways, as
+    // scalars and in arrays.
     let zoned = pg(
         "SELECT '10:30:00+01'::timetz, $1::timetz = '12:00:00-05:30'::timetz, $2::timetz[], \
-         ARRAY['1 day'::interval, NULL, '-1 hour -30 minutes']",
-        json!([{"text": "12:00:00-05:30"}, {"text": "[\"23:59:59.5Z\", null]"}]),
+         ARRAY['1 day'::interval, NULL, '-1 hour -30 minutes'], \
+         $3::interval = '1 year 2 months -3 days 4 hours 0.5 seconds'::interval, $4::interval[]",
+        json!([
+            {"text": "12:00:00-05:30"},
+            {"text": "[\"23:59:59.5Z\", null]"},
+            {"text": "P1Y2M-3DT4H0.5S"},
+            {"text": "[\"P2W\", null, \"PT-90M\"]"}
+        ]),
     )
     .await;
     assert_eq!(
@@ -2570,7 +2576,9 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
             {"text": "10:30:00+01:00"},
             {"integer": 1},
             {"text": "[\"23:59:59.500+00:00\",null]"},
-            {"text": "[\"P1D\",null,\"PT-1H-30M\"]"}
+            {"text": "[\"P1D\",null,\"PT-1H-30M\"]"},
+            {"integer": 1},
+            {"text": "[\"P14D\",null,\"PT-1H-30M\"]"}
         ])
     );
 
@@ -2681,6 +2689,7 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
     refused(status, &body, "right of its /8 prefix");
     let insert = format!("INSERT INTO {t} (span) VALUES ($1)");
     let (status, body) = execute(&server, "app", "pg", &insert, json!([{"text": "1 day"}])).await;
+    refused(status, &body, "not an ISO 8601 duration");
     refused(status, &body, "$1::text::interval");
     let (status, body) = query(
         &server,

@@ -42,16 +42,10 @@ pub fn maps(element: &PgTypeInfo) -> bool {
                 | "DATE"
                 | "TIME"
                 | "TIMETZ"
+                | "INTERVAL"
                 | "INET"
                 | "CIDR"
         )
-}
-
-/// Whether arrays of `element` arrive as JSON: those that [`maps`], and
-/// intervals (as the ISO 8601 durations their scalar gives; a parameter
-/// takes them through a cast, as it does a scalar).
-pub fn reads(element: &PgTypeInfo) -> bool {
-    maps(element) || element.name() == "INTERVAL"
 }
 
 /// An array of `element`s in binary form as JSON text; `None` when
@@ -227,6 +221,7 @@ fn element_form(raw: &str, element: &str) -> Result<Vec<u8>, &'static str> {
         "TIMESTAMPTZ" | "TIMESTAMP" | "DATE" | "TIME" | "TIMETZ" => {
             pg_text::encode_time(element, value.as_str().unwrap_or_default())?
         }
+        "INTERVAL" => pg_text::encode_interval(value.as_str().ok_or("a duration")?)?,
         "INET" => pg_text::encode_address(value.as_str().ok_or("an address")?, false)
             .map_err(|_| "an IPv4 or IPv6 address")?,
         "CIDR" => pg_text::encode_address(value.as_str().ok_or("a network")?, true)

@@ -1265,6 +1265,15 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
                 ty,
             )
         }
+        (Value::Text(t), "INTERVAL") => PgArg::Written(
+            pg_text::encode_interval(t).map_err(|what| {
+                SqlError::BadStatement(format!(
+                    "parameter ${n}: `{t}` is not {what} for {name}; for Postgres's own forms \
+                     (`1 day 2 hours`), cast the placeholder through text: ${n}::text::interval"
+                ))
+            })?,
+            ty,
+        ),
         (Value::Text(t), "INET" | "CIDR") => PgArg::Written(
             pg_text::encode_address(t, name == "CIDR")
                 .map_err(|unfit| SqlError::BadStatement(format!("parameter ${n}: {unfit}")))?,
@@ -1296,7 +1305,7 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     match column.type_info().kind() {
         // An enum's binary form is its label.
         PgTypeKind::Enum(_) => return text(row.try_get_unchecked::<String, _>(i).map_err(get)?),
-        PgTypeKind::Array(element) if arrays::reads(element) => {
+        PgTypeKind::Array(element) if arrays::maps(element) => {
             let decode = |bytes: &[u8]| arrays::decode(bytes, element.name());
             return read(&decode, "array");
         }

@@ -213,6 +213,106 @@ pub fn interval(bytes: &[u8]) -> Option<String> {
     Some(text)
 }
 
+/// The binary form of an ISO 8601 duration as an `interval`: what
+/// [`interval`] writes reads back (`P1Y2M3DT4H5M6.5S`, `PT0S`, each part
+/// with its own sign), and weeks (`P2W`) count as 7 days. The error names
+/// the form expected.
+pub fn encode_interval(text: &str) -> Result<Vec<u8>, &'static str> {
+    const WHAT: &str = "an ISO 8601 duration (P1Y2M3DT4H5M6.5S)";
+    let rest = text.strip_prefix('P').ok_or(WHAT)?;
+    let (date, time) = match rest.split_once('T') {
+        Some((date, time)) if !time.is_empty() => (date, time),
+        Some(_) => return Err(WHAT),
+        None if !rest.is_empty() => (rest, ""),
+        None => return Err(WHAT),
+    };
+    let (mut months, mut days, mut micros) = (0i64, 0i64, 0i64);
+    for (amount, unit) in parts(date).ok_or(WHAT)? {
+        let whole = |amount: &str| amount.parse::<i64>().ok();
+        match unit {
+            'Y' => {
+                months = whole(amount)
+                    .and_then(|n| months.checked_add(n.checked_mul(12)?))
+                    .ok_or(WHAT)?
+            }
+            'M' => {
+                months = whole(amount)
+                    .and_then(|n| months.checked_add(n))
+                    .ok_or(WHAT)?
+            }
+            'W' => {
+                days = whole(amount)
+                    .and_then(|n| days.checked_add(n.checked_mul(7)?))
+                    .ok_or(WHAT)?
+            }
+            'D' => {
+                days = whole(amount)
+                    .and_then(|n| days.checked_add(n))
+                    .ok_or(WHAT)?
+            }
+            _ => return Err(WHAT),
+        }
+    }
+    for (amount, unit) in parts(time).ok_or(WHAT)? {
+        let scale = match unit {
+            'H' => 3_600_000_000,
+            'M' => 60_000_000,
+            'S' => 1_000_000,
+            _ => return Err(WHAT),
+        };
+        micros = scaled(amount, scale)
+            .and_then(|n| micros.checked_add(n))
+            .ok_or(WHAT)?;
+    }
+    let months = i32::try_from(months).map_err(|_| "a duration Postgres can hold")?;
+    let days = i32::try_from(days).map_err(|_| "a duration Postgres can hold")?;
+    let mut form = micros.to_be_bytes().to_vec();
+    form.extend_from_slice(&days.to_be_bytes());
+    form.extend_from_slice(&months.to_be_bytes());
+    Ok(form)
+}
+
+/// The `(amount, unit)` pairs of a run like `1Y-2M3D`; `None` when a unit
+/// has no amount or an amount no unit.
+fn parts(run: &str) -> Option<Vec<(&str, char)>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (at, c) in run.char_indices() {
+        if c.is_ascii_uppercase() {
+            let amount = &run[start..at];
+            if amount.is_empty() || amount == "-" {
+                return None;
+            }
+            parts.push((amount, c));
+            start = at + 1;
+        }
+    }
+    (start == run.len()).then_some(parts)
+}
+
+/// `amount` (digits, a sign, at most six decimals) times `scale`.
+fn scaled(amount: &str, scale: i64) -> Option<i64> {
+    let (negative, digits) = match amount.strip_prefix('-') {
+        Some(digits) => (true, digits),
+        None => (false, amount),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let is_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !is_digits(whole) || !is_digits(fraction) || fraction.len() > 6 {
+        return None;
+    }
+    if !fraction.is_empty() && scale != 1_000_000 {
+        return None;
+    }
+    let fraction = format!("{fraction:0<6}").parse::<i64>().ok()?;
+    let value = whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(scale)?
+        .checked_add(fraction)?;
+    Some(if negative { -value } else { value })
+}
+
 /// An `inet` or `cidr` (family, prefix bits, is-cidr, address length,
 /// address) as text: `192.168.0.1`, `10.0.0.0/8`, `2001:db8::1/64`. An
 /// `inet` omits a prefix that covers the whole address; a `cidr` always
@@ -367,6 +467,43 @@ mod tests {
         ] {
             assert!(encode_time("TIMETZ", wrong).is_err(), "{wrong}");
         }
+    }
+
+    #[test]
+    fn durations_read_back_as_written() {
+        for text in [
+            "PT0S",
+            "P1Y2M3DT4H5M6.5S",
+            "P-1Y-2M3DT-4H",
+            "PT-1H-30M",
+            "P3D",
+            "PT0.000001S",
+            "P178000000Y",
+        ] {
+            let form = encode_interval(text).unwrap();
+            assert_eq!(interval(&form).as_deref(), Some(text));
+        }
+        assert_eq!(
+            interval(&encode_interval("P2W").unwrap()).as_deref(),
+            Some("P14D")
+        );
+        for wrong in [
+            "",
+            "P",
+            "PT",
+            "1D",
+            "P1",
+            "PD",
+            "P1H",
+            "PT1D",
+            "PT1.5M",
+            "PT0.0000001S",
+            "P-T1H",
+            "P1é",
+        ] {
+            assert!(encode_interval(wrong).is_err(), "{wrong}");
+        }
+        assert!(encode_interval("P999999999999Y").is_err());
     }
 
     #[test]
