@@ -228,30 +228,18 @@ pub fn encode_interval(text: &str) -> Result<Vec<u8>, &'static str> {
     };
     let (mut months, mut days, mut micros) = (0i64, 0i64, 0i64);
     for (amount, unit) in parts(date).ok_or(WHAT)? {
-        let whole = |amount: &str| amount.parse::<i64>().ok();
-        match unit {
-            'Y' => {
-                months = whole(amount)
-                    .and_then(|n| months.checked_add(n.checked_mul(12)?))
-                    .ok_or(WHAT)?
-            }
-            'M' => {
-                months = whole(amount)
-                    .and_then(|n| months.checked_add(n))
-                    .ok_or(WHAT)?
-            }
-            'W' => {
-                days = whole(amount)
-                    .and_then(|n| days.checked_add(n.checked_mul(7)?))
-                    .ok_or(WHAT)?
-            }
-            'D' => {
-                days = whole(amount)
-                    .and_then(|n| days.checked_add(n))
-                    .ok_or(WHAT)?
-            }
+        let (field, factor) = match unit {
+            'Y' => (&mut months, 12),
+            'M' => (&mut months, 1),
+            'W' => (&mut days, 7),
+            'D' => (&mut days, 1),
             _ => return Err(WHAT),
-        }
+        };
+        *field = amount
+            .parse::<i64>()
+            .ok()
+            .and_then(|n| field.checked_add(n.checked_mul(factor)?))
+            .ok_or(WHAT)?;
     }
     for (amount, unit) in parts(time).ok_or(WHAT)? {
         let scale = match unit {
