@@ -78,6 +78,16 @@ fn bad_statement((status, body): (u16, Value)) {
     );
 }
 
+/// A server whose plugin `app` is granted the Postgres database `pg`.
+async fn app_on_postgres() -> (Site, Server) {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    (site, server)
+}
+
 async fn ok(result: (u16, Value)) -> Value {
     assert_eq!(result.0, 200, "{}", result.1);
     result.1
@@ -356,11 +366,7 @@ async fn sqlite_reads_run_in_place_and_see_what_the_pool_wrote() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_values_map_to_the_nearest_value() {
-    let site = Site::new();
-    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
-    let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
-    let server = site.serve_config(&config, &[]);
-    server.wait_serving("app").await;
+    let (_site, server) = app_on_postgres().await;
 
     let t = table("kinds");
     ok(execute(
@@ -2459,11 +2465,7 @@ async fn a_postgres_statement_that_lifts_every_timeout_is_stopped_when_the_host_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
-    let site = Site::new();
-    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
-    let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
-    let server = site.serve_config(&config, &[]);
-    server.wait_serving("app").await;
+    let (_site, server) = app_on_postgres().await;
     let pg =
         async |sql: &str, params: Value| ok(query(&server, "app", "pg", sql, params).await).await;
     let pg_execute =
@@ -2728,6 +2730,145 @@ async fn postgres_enums_domains_intervals_and_addresses_map_both_ways() {
         format!("DROP DOMAIN {email}"),
     ] {
         run(&server, "app", "pg", &drop).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_ranges_map_both_ways() {
+    let (_site, server) = app_on_postgres().await;
+    let pg =
+        async |sql: &str, params: Value| ok(query(&server, "app", "pg", sql, params).await).await;
+
+    // Each built-in range arrives in Postgres's range form, its bounds in
+    // the forms their scalars take.
+    let ranges = pg(
+        "SELECT '[1,10)'::int4range, '(,5]'::int8range, 'empty'::numrange, \
+         '(0.5,12345678901234567890.123456789]'::numrange, '[2026-11-22,2026-11-30]'::daterange, \
+         '[2026-11-22 09:30,2026-11-22 10:00)'::tsrange, \
+         tstzrange('2026-11-22 09:30+01', NULL), '[-infinity,infinity]'::daterange",
+        json!([]),
+    )
+    .await;
+    assert_eq!(
+        ranges["rows"][0],
+        json!([
+            {"text": "[1,10)"},
+            {"text": "(,6)"},
+            {"text": "empty"},
+            {"text": "(0.5,12345678901234567890.123456789]"},
+            {"text": "[2026-11-22,2026-12-01)"},
+            {"text": "[2026-11-22T09:30:00,2026-11-22T10:00:00)"},
+            {"text": "[2026-11-22T08:30:00Z,)"},
+            {"text": "[-infinity,infinity]"}
+        ])
+    );
+
+    // A range parameter takes that form (and Postgres's own spellings);
+    // Postgres makes a discrete one canonical.
+    let (t, floaty) = (table("booking"), table("span"));
+    run(
+        &server,
+        "app",
+        "pg",
+        &format!("CREATE TABLE {t} (room INT, during TSTZRANGE, nights DATERANGE)"),
+    )
+    .await;
+    ok(execute(
+        &server,
+        "app",
+        "pg",
+        &format!("INSERT INTO {t} VALUES (1, $1, $2)"),
+        json!([
+            {"text": "[2026-11-22T14:00:00Z,2026-11-24T10:00:00Z)"},
+            {"text": "[\"2026-11-22\",2026-11-23]"}
+        ]),
+    )
+    .await)
+    .await;
+    let rows = pg(
+        &format!(
+            "SELECT during, nights, during @> $1::timestamptz, $2::int4range @> 5, \
+             $2::int4range = int4range(1, 10), $3::numrange FROM {t} WHERE during && $4"
+        ),
+        json!([
+            {"text": "2026-11-23T12:00:00Z"},
+            {"text": " [ 1 , 10 ) "},
+            {"text": "EMPTY"},
+            {"text": "[2026-11-23T00:00:00Z,)"}
+        ]),
+    )
+    .await;
+    assert_eq!(
+        rows["rows"],
+        json!([[
+            {"text": "[2026-11-22T14:00:00Z,2026-11-24T10:00:00Z)"},
+            {"text": "[2026-11-22,2026-11-24)"},
+            {"integer": 1},
+            {"integer": 1},
+            {"integer": 1},
+            {"text": "empty"}
+        ]])
+    );
+
+    // What arrives reads back the same, as a parameter and through
+    // Postgres's own range input; so does a range type of the operator's.
+    run(
+        &server,
+        "app",
+        "pg",
+        &format!("CREATE TYPE {floaty} AS RANGE (subtype = numeric)"),
+    )
+    .await;
+    let own = pg(&format!("SELECT {floaty}(1.5, 2.25, '[]')"), json!([])).await;
+    assert_eq!(own["rows"][0][0], json!({"text": "[1.5,2.25]"}));
+    for (text, ty) in [
+        ("[2026-11-22T08:30:00Z,)", "tstzrange"),
+        ("[2026-11-22T09:30:00,2026-11-22T10:00:00)", "tsrange"),
+        ("(0.5,12345678901234567890.123456789]", "numrange"),
+        ("[1.5,2.25]", floaty.as_str()),
+    ] {
+        let same = pg(
+            &format!("SELECT $1::{ty} = $2::text::{ty}, $1::{ty}"),
+            json!([{"text": text}, {"text": text}]),
+        )
+        .await;
+        assert_eq!(
+            same["rows"][0],
+            json!([{"integer": 1}, {"text": text}]),
+            "{ty}"
+        );
+    }
+
+    // What is not a range, or bounds out of order, is a bad statement that
+    // says so.
+    for (sql, text, says) in [
+        (
+            "SELECT $1::int4range",
+            "1,10",
+            "is not a range such as [1,10), (,5] or empty",
+        ),
+        (
+            "SELECT $1::int4range",
+            "[1,ten)",
+            "(`ten`) is not a 32-bit integer",
+        ),
+        (
+            "SELECT $1::daterange",
+            "[2026-11-22,tomorrow)",
+            "upper bound",
+        ),
+        (
+            "SELECT $1::int4range",
+            "[10,1)",
+            "lower bound must be less than or equal",
+        ),
+    ] {
+        let (status, body) = query(&server, "app", "pg", sql, json!([{"text": text}])).await;
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(says)),
+            "{text}: {body}"
+        );
+        bad_statement((status, body));
     }
 }
 

@@ -34,6 +34,7 @@ mod in_place;
 mod kept;
 mod numeric;
 mod pg_text;
+mod ranges;
 
 use super::bindings::gatehouse::plugin::sql::{Error as SqlError, Rows, Statement, Value};
 use crate::config::DatabaseConfig;
@@ -1072,7 +1073,7 @@ enum PgArg {
     /// The binary form ([`numeric::encode`]).
     Numeric(Vec<u8>),
     /// A binary form the host wrote itself (a time or date, an `inet`, a
-    /// `cidr`, JSON, an array), and its type.
+    /// `cidr`, JSON, an array, a range), and its type.
     Written(Vec<u8>, PgTypeInfo),
     Text(String),
     Bytea(Vec<u8>),
@@ -1194,6 +1195,12 @@ fn pg_arg(value: &Value, ty: PgTypeInfo, n: usize) -> Result<PgArg, SqlError> {
                 ))),
             };
         }
+        (PgTypeKind::Range(subtype), Value::Text(t)) if ranges::maps(subtype) => {
+            return match ranges::encode(t, subtype.name()) {
+                Ok(form) => Ok(PgArg::Written(form, ty)),
+                Err(unfit) => Err(SqlError::BadStatement(format!("parameter ${n}: {unfit}"))),
+            };
+        }
         (PgTypeKind::Array(element), Value::Text(t)) if arrays::maps(element) => {
             let oid = element.oid().map_or(0, |oid| oid.0);
             return match arrays::encode(t, element.name(), oid) {
@@ -1308,6 +1315,10 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
         PgTypeKind::Array(element) if arrays::maps(element) => {
             let decode = |bytes: &[u8]| arrays::decode(bytes, element.name());
             return read(&decode, "array");
+        }
+        PgTypeKind::Range(subtype) if ranges::maps(subtype) => {
+            let decode = |bytes: &[u8]| ranges::decode(bytes, subtype.name());
+            return read(&decode, "range");
         }
         _ => {}
     }
