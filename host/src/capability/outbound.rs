@@ -123,7 +123,9 @@ impl Grant {
         self.slots = previous.slots.clone();
     }
 
-    /// Which grant lets `uri` out, if any.
+    /// Which grant lets `uri` out, if any: an exact one before a wildcard,
+    /// whatever their order, since only an exact grant reaches the admin
+    /// listener.
     fn find(&self, uri: &http::Uri) -> Option<&Allowed> {
         let scheme = uri.scheme_str()?;
         let host = uri.host()?.to_ascii_lowercase();
@@ -132,7 +134,8 @@ impl Grant {
             .unwrap_or(if scheme == "https" { 443 } else { 80 });
         self.allowed
             .iter()
-            .find(|allowed| allowed.matches(scheme, &host, port))
+            .filter(|allowed| allowed.matches(scheme, &host, port))
+            .min_by_key(|allowed| matches!(allowed.host, AllowedHost::Subdomains(_)))
     }
 }
 
@@ -598,6 +601,22 @@ mod tests {
         assert!(allowed("https://a.b.example.org/"));
         assert!(!allowed("https://example.org/"));
         assert!(!allowed("https://evilexample.org/"));
+    }
+
+    #[test]
+    fn an_exact_grant_is_found_before_a_wildcard_in_any_order() {
+        for origins in [
+            ["http://*.0.0.1:9901", "http://127.0.0.1:9901"],
+            ["http://127.0.0.1:9901", "http://*.0.0.1:9901"],
+        ] {
+            let grant = Grant::new(&origins.map(String::from), 1);
+            let found = grant.find(&"http://127.0.0.1:9901/plugins".parse().unwrap());
+            assert_eq!(
+                found.map(|allowed| &allowed.host),
+                Some(&AllowedHost::Exact("127.0.0.1".into())),
+                "{origins:?}"
+            );
+        }
     }
 
     #[test]
