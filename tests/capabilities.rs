@@ -1532,14 +1532,17 @@ async fn outbound_timeouts_are_the_plugins_connect_and_first_byte() {
 #[tokio::test(flavor = "multi_thread")]
 async fn env_grants_expose_named_variables_and_secrets_only() {
     let site = Site::new();
-    std::fs::write(site.dir.path().join("token.txt"), "tok-from-file\n").unwrap();
+    std::fs::write(site.dir.path().join("token.txt"), "tok-from-file\r\n").unwrap();
+    // Only the line ending of a file's last line is dropped.
+    std::fs::write(site.dir.path().join("lines.txt"), "line 1\nline 2\n\n").unwrap();
     mount(
         &site,
         "app",
-        "[grants]\nenv = [\"API_TOKEN\", \"GH_VISIBLE\", \"STRIPE_KEY\"]\n",
+        "[grants]\nenv = [\"API_TOKEN\", \"LINES\", \"GH_VISIBLE\", \"STRIPE_KEY\"]\n",
     );
     let config = config_with(
-        "[secrets]\nAPI_TOKEN = { file = \"token.txt\" }\nSTRIPE_KEY = { env = \"GH_STRIPE_SOURCE\" }\n",
+        "[secrets]\nAPI_TOKEN = { file = \"token.txt\" }\nLINES = { file = \"lines.txt\" }\n\
+         STRIPE_KEY = { env = \"GH_STRIPE_SOURCE\" }\n",
     );
     let server = site.serve_config(
         &config,
@@ -1558,6 +1561,10 @@ async fn env_grants_expose_named_variables_and_secrets_only() {
     assert_eq!(
         text("/app/env/API_TOKEN").await,
         (200, "tok-from-file".into())
+    );
+    assert_eq!(
+        text("/app/env/LINES").await,
+        (200, "line 1\nline 2\n".into())
     );
     assert_eq!(text("/app/env/GH_VISIBLE").await, (200, "shown".into()));
     assert_eq!(text("/app/env/STRIPE_KEY").await, (200, "sk_test_1".into()));

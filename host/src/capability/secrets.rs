@@ -35,15 +35,23 @@ impl Secrets {
                         ),
                     })
                 })?,
-                SecretSource::File { file } => std::fs::read_to_string(file)
-                    .map_err(|e| {
+                SecretSource::File { file } => {
+                    let mut value = std::fs::read_to_string(file).map_err(|e| {
                         Error::Secret(format!(
                             "[secrets] {name}: cannot read {}: {e}",
                             file.display()
                         ))
-                    })?
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned(),
+                    })?;
+                    // The one line ending an editor or `echo` adds; any
+                    // other is the secret's own.
+                    for ending in ["\r\n", "\n"] {
+                        if value.ends_with(ending) {
+                            value.truncate(value.len() - ending.len());
+                            break;
+                        }
+                    }
+                    value
+                }
             };
             values.insert(name.clone(), value);
         }

@@ -349,8 +349,8 @@ impl Mounts {
         let (sha256, compiled, code, events) = compiled?;
         let migrations = self.migrate(entry, &sidecar).await?;
         let provisions = self.provisions.load();
-        for name in capability::env::missing(&sidecar.grants.env, &provisions.secrets) {
-            tracing::warn!(plugin = %entry.name, "granted env var {name} is neither in [secrets] nor set on the host");
+        for (name, why) in capability::env::missing(&sidecar.grants.env, &provisions.secrets) {
+            tracing::warn!(plugin = %entry.name, "granted env var {name} {why}");
         }
         for name in &sidecar.grants.databases {
             if provisions.databases.get(name).is_none() {
