@@ -777,6 +777,49 @@ async fn batches_constraints_and_bad_statements_on_sqlite_and_postgres() {
     server.wait_serving("app").await;
     batches_are_all_or_nothing(&server, "main").await;
     batches_are_all_or_nothing(&server, "pg").await;
+
+    // Every kind of constraint is `constraint`, and every mistake in a
+    // statement `bad-statement`, not only the kinds sqlx names.
+    let (strict, booked) = (table("strict"), table("booked"));
+    for (db, sql) in [
+        ("main", format!("CREATE TABLE {strict} (n INTEGER) STRICT")),
+        (
+            "pg",
+            format!(
+                "CREATE TABLE {booked} (during INT4RANGE, EXCLUDE USING gist (during WITH &&))"
+            ),
+        ),
+    ] {
+        run(&server, "app", db, &sql).await;
+    }
+    let insert = format!("INSERT INTO {booked} VALUES ($1)");
+    ok(execute(&server, "app", "pg", &insert, json!([{"text": "[1,5)"}])).await).await;
+    for (db, sql, params, kind) in [
+        // SQLITE_CONSTRAINT_DATATYPE
+        (
+            "main",
+            format!("INSERT INTO {strict} VALUES ($1)"),
+            json!([{"text": "one"}]),
+            "constraint",
+        ),
+        // SQLITE_ERROR_MISSING_COLLSEQ
+        (
+            "main",
+            "SELECT 'a' = 'b' COLLATE no_such_collation".to_owned(),
+            json!([]),
+            "bad-statement",
+        ),
+        // 23P01, exclusion_violation
+        (
+            "pg",
+            insert.clone(),
+            json!([{"text": "[3,8)"}]),
+            "constraint",
+        ),
+    ] {
+        let (_, body) = execute(&server, "app", db, &sql, params).await;
+        assert_eq!(body["error"], kind, "{db}: {sql}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

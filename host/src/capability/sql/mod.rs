@@ -1362,42 +1362,39 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
 
 /// The `sql.error` of a sqlx error.
 pub fn sql_error(error: sqlx::Error) -> SqlError {
-    use sqlx::error::ErrorKind;
     match &error {
         sqlx::Error::Database(db) => {
             let message = db.message().to_owned();
-            match db.kind() {
-                ErrorKind::UniqueViolation
-                | ErrorKind::ForeignKeyViolation
-                | ErrorKind::NotNullViolation
-                | ErrorKind::CheckViolation => SqlError::Constraint(message),
-                _ => {
-                    let code = db.code().unwrap_or_default().into_owned();
-                    // Postgres SQLSTATE classes, then SQLite's result codes.
-                    if code.starts_with("42") || code.starts_with("22") || code.starts_with("0A") {
-                        SqlError::BadStatement(message)
-                    } else if code.starts_with("08")
-                        || code.starts_with("53")
-                        || code.starts_with("57")
-                        || code == "5"
-                        || code == "6"
-                    {
-                        SqlError::Unavailable(message)
-                    } else if code == "9" {
-                        // SQLITE_INTERRUPT: the statement clock stopped it.
-                        SqlError::Unavailable(
-                            "the statement ran past the database's statement_timeout_ms \
-                             and was stopped"
-                                .to_owned(),
-                        )
-                    } else if code == "1" || code == "18" {
-                        // SQLITE_ERROR: syntax errors, unknown tables and
-                        // columns; SQLITE_TOOBIG: a value or row over the limit.
-                        SqlError::BadStatement(message)
-                    } else {
-                        SqlError::Other(message)
-                    }
+            let code = db.code().unwrap_or_default();
+            // SQLite gives its extended result code, whose low byte is the
+            // primary one (2067, a unique key, is SQLITE_CONSTRAINT's 19);
+            // Postgres a SQLSTATE, whose first two characters are its class.
+            let sqlite = db
+                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+                .and_then(|_| code.parse::<i32>().ok())
+                .map(|code| code & 0xff);
+            match (sqlite, code.get(..2)) {
+                // SQLITE_CONSTRAINT, or integrity constraint violation.
+                (Some(19), _) | (None, Some("23")) => SqlError::Constraint(message),
+                // SQLITE_INTERRUPT: the statement clock stopped it.
+                (Some(9), _) => SqlError::Unavailable(
+                    "the statement ran past the database's statement_timeout_ms and was stopped"
+                        .to_owned(),
+                ),
+                // SQLITE_BUSY, SQLITE_LOCKED; connection exception,
+                // insufficient resources, operator intervention.
+                (Some(5 | 6), _) | (None, Some("08" | "53" | "57")) => {
+                    SqlError::Unavailable(message)
                 }
+                // SQLITE_ERROR (syntax, unknown tables, columns and
+                // collations), SQLITE_TOOBIG (a value or row over the
+                // limit), SQLITE_RANGE, SQLITE_MISMATCH; syntax error or
+                // access rule violation, data exception, feature not
+                // supported.
+                (Some(1 | 18 | 20 | 25), _) | (None, Some("42" | "22" | "0A")) => {
+                    SqlError::BadStatement(message)
+                }
+                _ => SqlError::Other(message),
             }
         }
         sqlx::Error::PoolTimedOut => SqlError::Unavailable(
