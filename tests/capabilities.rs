@@ -3158,6 +3158,18 @@ async fn a_plugin_migration_that_changes_its_session_leaves_no_trace_on_the_pool
     run(&server, &plugin, "pg", &format!("DROP TABLE {plugin}")).await;
 }
 
+/// Waits until `plugin` serves, checks that its migration made its empty
+/// table (named as the plugin) on `pg`, and drops it.
+async fn serves_with_its_empty_table(server: &Server, plugin: &str) {
+    server
+        .wait_plugin(plugin, Duration::from_secs(30), |p| p["state"] == "serving")
+        .await;
+    let count = format!("SELECT count(*) AS n FROM {plugin}");
+    let rows = ok(query(server, plugin, "pg", &count, json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 0}]]));
+    run(server, plugin, "pg", &format!("DROP TABLE {plugin}")).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_whose_migrations_find_its_database_down_loads_once_it_is_back() {
     let forwarder = Forwarder::start("127.0.0.1:0".parse().unwrap()).await;
@@ -3186,22 +3198,49 @@ async fn a_plugin_whose_migrations_find_its_database_down_loads_once_it_is_back(
 
     // Nothing in the folder changes: the host tries again by itself.
     let _back = Forwarder::start(forwarder.addr).await;
-    server
-        .wait_plugin(&plugin, Duration::from_secs(30), |p| {
-            p["state"] == "serving"
-        })
-        .await;
-    let rows = ok(query(
-        &server,
-        &plugin,
-        "pg",
-        &format!("SELECT count(*) AS n FROM {plugin}"),
-        json!([]),
+    serves_with_its_empty_table(&server, &plugin).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_cut_off_by_the_database_is_tried_again() {
+    // `app` stands in for an operator restarting Postgres: it ends the
+    // connection of a migration that is still running.
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    let config = config_with(&format!("[databases.pg]\nurl = \"{POSTGRES}\"\n"));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    let plugin = table("cut");
+    let migrations = site.dir.path().join("cut-migrations");
+    std::fs::create_dir(&migrations).unwrap();
+    std::fs::write(
+        migrations.join("0001_slow.sql"),
+        format!("CREATE TABLE {plugin} (x INTEGER); SELECT pg_sleep(2) AS {plugin};"),
     )
-    .await)
-    .await;
-    assert_eq!(rows["rows"], json!([[{"integer": 0}]]));
-    run(&server, &plugin, "pg", &format!("DROP TABLE {plugin}")).await;
+    .unwrap();
+    mount(
+        &site,
+        &plugin,
+        "[grants]\ndatabases = [\"pg\"]\n[migrations]\npath = \"../cut-migrations\"\n",
+    );
+    let terminate = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query LIKE '%pg_sleep(2) AS {plugin}%' AND pid <> pg_backend_pid()"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ended = ok(query(&server, "app", "pg", &terminate, json!([])).await).await;
+        if ended["rows"] == json!([[{"integer": 1}]]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the migration never ran");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = server.wait_log("trying again in 5 s", Duration::from_secs(30));
+    assert!(line.contains("the database went away"), "{line}");
+
+    // Nothing in the folder changes: the next try applies it.
+    serves_with_its_empty_table(&server, &plugin).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

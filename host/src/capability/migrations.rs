@@ -177,12 +177,30 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
                     0 => String::new(),
                     n => format!(" with the {n} before it in this load"),
                 };
-                failed(format!(
+                let message = format!(
                     "{name} failed and was rolled back{others}: {}",
                     e.as_database_error()
                         .map(|d| d.message().to_owned())
                         .unwrap_or_else(|| e.to_string())
-                ))
+                );
+                // The database going away midway (a restart, a terminated
+                // connection) is tried again, as one that could not be
+                // reached; a statement its timeout stopped is the
+                // migration's own failure.
+                let code = e.as_database_error().and_then(|d| d.code());
+                let timed_out = code.is_some_and(|code| code == "57014" || code == "9");
+                match super::sql::sql_error(e) {
+                    super::bindings::gatehouse::plugin::sql::Error::Unavailable(_) if !timed_out => {
+                        Error::Database {
+                            name: database.name.clone(),
+                            message: format!(
+                                "migrations of plugin `{plugin}` in {}: the database went away: {message}",
+                                dir.display()
+                            ),
+                        }
+                    }
+                    _ => failed(message),
+                }
             })?;
             match sqlx::Executor::execute(&mut *tx, "RELEASE SAVEPOINT gatehouse_migration").await {
                 Ok(_) => {}
