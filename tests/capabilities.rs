@@ -2483,6 +2483,49 @@ async fn stops_within_10s(server: &Server, needle: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_postgres_read_stopped_partway_does_not_hold_its_connection_for_the_rest() {
+    // One connection, whose session the plugin left without a statement
+    // timeout; then a result without end, which the host stops at 64 MiB.
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");
+    let config = config_with(&format!(
+        "[databases.pg]\nurl = \"{POSTGRES}\"\nmax_connections = 1\nacquire_timeout_ms = 2000\n"
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    run(
+        &server,
+        "app",
+        "pg",
+        "DO $$BEGIN SET statement_timeout = 0; END$$",
+    )
+    .await;
+    let marker = table("endless");
+    let endless =
+        format!("SELECT repeat('x', 1000) AS {marker}, generate_series(1, 1000000000000)");
+    bad_statement(query(&server, "app", "pg", &endless, json!([])).await);
+
+    // The next call gets the pool's one connection (a new one), and the
+    // endless statement is gone from the server.
+    let started = Instant::now();
+    let running = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS {marker},%' \
+         AND pid <> pg_backend_pid()"
+    );
+    loop {
+        let rows = ok(query(&server, "app", "pg", &running, json!([])).await).await;
+        if rows["rows"] == json!([[{"integer": 0}]]) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still running: {rows}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_postgres_statement_that_lifts_every_timeout_is_stopped_when_the_host_gives_up() {
     let site = Site::new();
     mount(&site, "app", "[grants]\ndatabases = [\"pg\"]\n");

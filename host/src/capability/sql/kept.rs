@@ -135,12 +135,18 @@ impl Drop for Taken {
             return;
         };
         runtime.spawn(async move {
-            if reset(&mut conn).await.is_err() {
-                conn.close_on_drop();
+            // A reset first reads what the call left coming; one that takes
+            // longer than a reset should is given up, with the connection.
+            match tokio::time::timeout(RESET_LIMIT, reset(&mut conn)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => conn.close_on_drop(),
             }
         });
     }
 }
+
+/// How long a connection going back to sqlx may take to be reset.
+const RESET_LIMIT: Duration = Duration::from_secs(5);
 
 /// Puts a session back as a new connection has it, as Postgres's
 /// `DISCARD ALL` does, but keeps the statements sqlx prepared (`DEALLOCATE

@@ -314,7 +314,8 @@ impl Database {
             }
             Pool::Postgres(pool) => {
                 no_session_command(sql)?;
-                self.on_postgres(pool, caller, changes_session(sql), async |conn| {
+                let after = After::query(sql);
+                self.on_postgres(pool, caller, after, async |conn| {
                     let (query, columns) = bind_postgres(conn, sql, params).await?;
                     let mut rows = read_rows(query.fetch(&mut *conn), pg_value).await?;
                     if rows.rows.is_empty() {
@@ -363,7 +364,7 @@ impl Database {
             }
             Pool::Postgres(pool) => {
                 no_session_command(sql)?;
-                self.on_postgres(pool, caller, changes_session(sql), async |conn| {
+                self.on_postgres(pool, caller, After::statements([sql]), async |conn| {
                     let (query, _) = bind_postgres(conn, sql, params).await?;
                     let done = query.execute(&mut *conn).await.map_err(sql_error)?;
                     Ok(done.rows_affected())
@@ -430,8 +431,8 @@ impl Database {
                 for statement in statements {
                     no_session_command(&statement.sql)?;
                 }
-                let changes = statements.iter().any(|s| changes_session(&s.sql));
-                self.on_postgres(pool, caller, changes, async |conn| {
+                let after = After::statements(statements.iter().map(|s| s.sql.as_str()));
+                self.on_postgres(pool, caller, after, async |conn| {
                     let mut tx = sqlx::Connection::begin(conn).await.map_err(sql_error)?;
                     for statement in statements {
                         let (query, _) =
@@ -452,15 +453,16 @@ impl Database {
     /// message normally come first). A connection the host gave up on is
     /// closed rather than pooled (pooling it would wait for the statement the
     /// server still runs), and so is one whose call may have changed its
-    /// session (`changes_session`), so nothing of it outlives the call. One
-    /// whose call succeeded is kept for the next call ([`kept`]); one whose
-    /// call failed goes back to sqlx, reset first. A connection another
+    /// session, or whose failed query may have left rows unread (see
+    /// [`After`]), so nothing of it outlives the call. One whose call
+    /// succeeded is kept for the next call ([`kept`]); one whose call failed
+    /// otherwise goes back to sqlx, reset first. A connection another
     /// plugin's call used last is reset before this one runs.
     async fn on_postgres<T>(
         &self,
         pool: &PgPool,
         caller: &Arc<str>,
-        changes_session: bool,
+        after: After,
         call: impl AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, SqlError>,
     ) -> Result<T, SqlError> {
         let mut taken = self.kept.take(pool).await.map_err(sql_error)?;
@@ -476,7 +478,8 @@ impl Database {
         if outcome.is_err() {
             self.stop_given_up(pool);
         }
-        if outcome.is_err() || changes_session {
+        let failed = matches!(outcome, Ok(Err(_)));
+        if outcome.is_err() || after.changes_session || (failed && after.may_leave_rows) {
             taken.close();
         } else if matches!(outcome, Ok(Ok(_))) {
             self.kept.keep(taken, pool);
@@ -530,6 +533,34 @@ impl Database {
                 limit.as_millis()
             )))
         })
+    }
+}
+
+/// What a Postgres call may leave on its connection, which decides whether
+/// the connection can be used again.
+struct After {
+    /// Its statements may have changed the session ([`changes_session`]).
+    changes_session: bool,
+    /// It reads rows: one that fails partway (its result past
+    /// [`MAX_RESULT_BYTES`], a value that does not map) leaves the rest of
+    /// the result coming, which a reset would first have to read to its end,
+    /// however long the plugin made it.
+    may_leave_rows: bool,
+}
+
+impl After {
+    fn query(sql: &str) -> After {
+        After {
+            changes_session: changes_session(sql),
+            may_leave_rows: true,
+        }
+    }
+
+    fn statements<'a>(sql: impl IntoIterator<Item = &'a str>) -> After {
+        After {
+            changes_session: sql.into_iter().any(changes_session),
+            may_leave_rows: false,
+        }
     }
 }
 
