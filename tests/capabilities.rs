@@ -1677,16 +1677,31 @@ async fn a_database_entry_on_the_hosts_own_file_or_with_a_bad_url_stops_the_star
         assert!(!output.status.success());
         String::from_utf8_lossy(&output.stderr).into_owned()
     };
-    // The host's file keeps every plugin's kv store.
+    // The host's file keeps every plugin's kv store: under any name SQLite
+    // opens it by (a `file:` URI, percent-encoded or with an authority), or
+    // another link to it.
     let own = site.data().join("gatehouse.db");
-    let stderr = start(format!(
-        "[databases.reports]\nurl = \"sqlite://{}\"\n",
-        own.display()
-    ));
-    assert!(
-        stderr.contains("reports") && stderr.contains("host's own file"),
-        "{stderr}"
-    );
+    std::fs::create_dir_all(site.data()).unwrap();
+    std::fs::write(&own, b"").unwrap();
+    let alias = site.data().join("alias.db");
+    std::fs::hard_link(&own, &alias).unwrap();
+    let own = own.display().to_string();
+    for url in [
+        format!("sqlite://{own}"),
+        format!("sqlite:file:{own}"),
+        format!("sqlite:file:{own}?mode=rw"),
+        format!(
+            "sqlite:file://localhost{}",
+            own.replace("gatehouse.db", "gate%68ouse.db")
+        ),
+        format!("sqlite://{}", alias.display()),
+    ] {
+        let stderr = start(format!("[databases.reports]\nurl = \"{url}\"\n"));
+        assert!(
+            stderr.contains("reports") && stderr.contains("host's own file"),
+            "{url}: {stderr}"
+        );
+    }
     // A misspelt scheme is named without the password beside it.
     let stderr = start(
         "[databases.pg]\nurl = \"postgress://app:Hunter2Secret@db.internal/app\"\n".to_owned(),

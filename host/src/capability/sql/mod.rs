@@ -123,10 +123,9 @@ impl Databases {
             // The host's file keeps every plugin's kv store: no grantable
             // database may be it.
             let host_file = sqlite_file(&DatabaseConfig::embedded(data_dir, HOST_FILE));
-            if let Some((name, _)) = configs
-                .iter()
-                .find(|(_, config)| config.is_sqlite() && sqlite_file(config) == host_file)
-            {
+            if let Some((name, _)) = configs.iter().find(|(_, config)| {
+                config.is_sqlite() && same_file(sqlite_file(config), host_file.as_deref())
+            }) {
                 return Err(Error::Database {
                     name: name.clone(),
                     message: format!(
@@ -564,15 +563,50 @@ impl After {
     }
 }
 
-/// The file of a SQLite database, as the file system names it when it
-/// exists (so two spellings of one path compare equal).
+/// The file of a SQLite database as SQLite opens it, as the file system
+/// names it when it exists (so two spellings of one path compare equal).
+/// sqlx opens with `SQLITE_OPEN_URI`, so a name that starts with `file:` is
+/// a URI: an empty or `localhost` authority, then a percent-encoded path up
+/// to its query.
 fn sqlite_file(config: &DatabaseConfig) -> Option<std::path::PathBuf> {
     let options = SqliteConnectOptions::from_str(&config.url).ok()?;
-    let file = options.get_filename();
+    let name = options.get_filename();
+    let file = match name.to_str().and_then(|name| name.strip_prefix("file:")) {
+        Some(uri) => {
+            let uri = uri.split(['?', '#']).next().unwrap_or_default();
+            let path = match uri.strip_prefix("//") {
+                Some(rest) => {
+                    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                    if !authority.is_empty() && !authority.eq_ignore_ascii_case("localhost") {
+                        return None;
+                    }
+                    path
+                }
+                None => uri,
+            };
+            let path = percent_encoding::percent_decode_str(path)
+                .decode_utf8()
+                .ok()?;
+            std::path::PathBuf::from(path.as_ref())
+        }
+        None => name.to_path_buf(),
+    };
     Some(
-        std::fs::canonicalize(file)
-            .unwrap_or_else(|_| std::path::absolute(file).unwrap_or_default()),
+        std::fs::canonicalize(&file).unwrap_or_else(|_| std::path::absolute(&file).unwrap_or(file)),
     )
+}
+
+/// Whether two SQLite files are one: the same file on disk when both exist
+/// (a hard link is another name for it), else the same path.
+fn same_file(a: Option<std::path::PathBuf>, b: Option<&std::path::Path>) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Some(a), Some(b)) = (a, b) else {
+        return false;
+    };
+    match (std::fs::metadata(&a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => (x.dev(), x.ino()) == (y.dev(), y.ino()),
+        _ => a == b,
+    }
 }
 
 /// `url` with the password of its user info masked, for messages and logs.
