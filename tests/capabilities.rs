@@ -2216,6 +2216,9 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
         "COMMIT",
         "END TRANSACTION",
         "INSERT INTO t VALUES (3); ROLLBACK",
+        // A transaction begun again is not the batch's.
+        "ROLLBACK; BEGIN",
+        "COMMIT; BEGIN",
     ] {
         let (status, body) = batch(json!([
             {"sql": "INSERT INTO t VALUES (3)", "params": []},
@@ -2248,11 +2251,16 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
     )
     .await)
     .await;
-    // The first two batches committed their 3 themselves; the third rolled
-    // its two back.
+    // The first two batches committed their 3 themselves, and so did the
+    // last; the third and fourth rolled theirs back.
     assert_eq!(
         rows["rows"],
-        json!([[{"integer": 3}], [{"integer": 3}], [{"integer": 6}]])
+        json!([
+            [{"integer": 3}],
+            [{"integer": 3}],
+            [{"integer": 3}],
+            [{"integer": 6}]
+        ])
     );
 
     for command in [

@@ -396,15 +396,21 @@ impl Database {
                         let mut tx = sqlx::Connection::begin(&mut **conn)
                             .await
                             .map_err(sql_error)?;
+                        if statements.iter().any(|s| may_end_transaction(&s.sql)) {
+                            bind_sqlite(sqlx::query(BATCH_MARK), &[])
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(sql_error)?;
+                        }
                         for (i, statement) in statements.iter().enumerate() {
                             let done = bind_sqlite(sqlx::query(&statement.sql), &statement.params)
                                 .execute(&mut *tx)
                                 .await
                                 .map_err(sql_error)?;
                             affected.push(done.rows_affected());
-                            if may_end_transaction(&statement.sql)
-                                && !sqlite_in_transaction(&mut tx).await?
-                            {
+                            let open = !may_end_transaction(&statement.sql)
+                                || sqlite_batch_open(&mut tx).await?;
+                            if !open {
                                 ended_early = true;
                                 return Err(SqlError::BadStatement(format!(
                                     "statement {i} ended the batch's transaction itself: a batch \
@@ -653,6 +659,30 @@ async fn no_state_left(conn: &mut SqliteCall, sql: &str) -> Result<(), SqlError>
 }
 
 /// Whether a SQLite connection is inside a transaction.
+/// The savepoint a SQLite batch that may end its own transaction opens
+/// after `BEGIN`, and releases and opens again after each statement that
+/// may have ended it: a statement that ended the transaction and began
+/// another (`ROLLBACK; BEGIN`) took the savepoint with it, so the release
+/// fails.
+const BATCH_MARK: &str = "SAVEPOINT gatehouse_batch";
+const BATCH_MARK_AGAIN: &str = "RELEASE gatehouse_batch; SAVEPOINT gatehouse_batch";
+
+/// Whether a SQLite batch's own transaction is still open (see
+/// [`BATCH_MARK`]).
+async fn sqlite_batch_open(conn: &mut sqlx::SqliteConnection) -> Result<bool, SqlError> {
+    if !sqlite_in_transaction(conn).await? {
+        return Ok(false);
+    }
+    match bind_sqlite(sqlx::query(BATCH_MARK_AGAIN), &[])
+        .execute(&mut *conn)
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(e) if e.as_database_error().is_some() => Ok(false),
+        Err(e) => Err(sql_error(e)),
+    }
+}
+
 async fn sqlite_in_transaction(conn: &mut sqlx::SqliteConnection) -> Result<bool, SqlError> {
     let mut handle = conn.lock_handle().await.map_err(sql_error)?;
     // SAFETY: the handle is this open connection's, held locked for the
