@@ -2262,6 +2262,26 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
             [{"integer": 6}]
         ])
     );
+    // A batch's own savepoints are the plugin's to use.
+    let (status, body) = batch(json!([
+        {"sql": "INSERT INTO t VALUES (7)", "params": []},
+        {"sql": "SAVEPOINT a", "params": []},
+        {"sql": "INSERT INTO t VALUES (8)", "params": []},
+        {"sql": "ROLLBACK TO a", "params": []},
+        {"sql": "RELEASE a", "params": []},
+    ]))
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let rows = ok(query(
+        &server,
+        "app",
+        "check",
+        "SELECT x FROM t WHERE x > 6 ORDER BY x",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(rows["rows"], json!([[{"integer": 7}]]));
 
     for command in [
         "BEGIN",

@@ -48,6 +48,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// The database every host has: the embedded SQLite file unless configured.
@@ -392,15 +393,15 @@ impl Database {
                         conn.close_on_drop();
                     }
                     let mut ended_early = false;
+                    // Only a statement that names one can end the transaction.
+                    let watched = statements.iter().any(|s| may_end_transaction(&s.sql));
+                    let ended = Arc::new(AtomicBool::new(false));
                     let outcome = async {
                         let mut tx = sqlx::Connection::begin(&mut **conn)
                             .await
                             .map_err(sql_error)?;
-                        if statements.iter().any(|s| may_end_transaction(&s.sql)) {
-                            bind_sqlite(sqlx::query(BATCH_MARK), &[])
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(sql_error)?;
+                        if watched {
+                            watch_transaction_end(&mut tx, &ended).await?;
                         }
                         for (i, statement) in statements.iter().enumerate() {
                             let done = bind_sqlite(sqlx::query(&statement.sql), &statement.params)
@@ -408,9 +409,7 @@ impl Database {
                                 .await
                                 .map_err(sql_error)?;
                             affected.push(done.rows_affected());
-                            let open = !may_end_transaction(&statement.sql)
-                                || sqlite_batch_open(&mut tx).await?;
-                            if !open {
+                            if ended.load(Ordering::Relaxed) {
                                 ended_early = true;
                                 return Err(SqlError::BadStatement(format!(
                                     "statement {i} ended the batch's transaction itself: a batch \
@@ -420,9 +419,17 @@ impl Database {
                                 )));
                             }
                         }
+                        if watched {
+                            unwatch_transaction_end(&mut tx).await?;
+                        }
                         tx.commit().await.map_err(sql_error)
                     }
                     .await;
+                    if watched && outcome.is_err() {
+                        // The hooks go with a connection that is closed; one
+                        // going back to the pool goes without them.
+                        unwatch_transaction_end(&mut conn).await.ok();
+                    }
                     conn.finished();
                     if ended_early {
                         // sqlx still counts a transaction on it.
@@ -658,31 +665,34 @@ async fn no_state_left(conn: &mut SqliteCall, sql: &str) -> Result<(), SqlError>
     Ok(())
 }
 
-/// Whether a SQLite connection is inside a transaction.
-/// The savepoint a SQLite batch that may end its own transaction opens
-/// after `BEGIN`, and releases and opens again after each statement that
-/// may have ended it: a statement that ended the transaction and began
-/// another (`ROLLBACK; BEGIN`) took the savepoint with it, so the release
-/// fails.
-const BATCH_MARK: &str = "SAVEPOINT gatehouse_batch";
-const BATCH_MARK_AGAIN: &str = "RELEASE gatehouse_batch; SAVEPOINT gatehouse_batch";
-
-/// Whether a SQLite batch's own transaction is still open (see
-/// [`BATCH_MARK`]).
-async fn sqlite_batch_open(conn: &mut sqlx::SqliteConnection) -> Result<bool, SqlError> {
-    if !sqlite_in_transaction(conn).await? {
-        return Ok(false);
-    }
-    match bind_sqlite(sqlx::query(BATCH_MARK_AGAIN), &[])
-        .execute(&mut *conn)
-        .await
-    {
-        Ok(_) => Ok(true),
-        Err(e) if e.as_database_error().is_some() => Ok(false),
-        Err(e) => Err(sql_error(e)),
-    }
+/// Sets `ended` when the connection's transaction commits or rolls back,
+/// until [`unwatch_transaction_end`]: a batch statement that ended the
+/// batch's transaction is seen even when it began another (`ROLLBACK;
+/// BEGIN`), and a plugin's own savepoints are left alone.
+async fn watch_transaction_end(
+    conn: &mut sqlx::SqliteConnection,
+    ended: &Arc<AtomicBool>,
+) -> Result<(), SqlError> {
+    let mut handle = conn.lock_handle().await.map_err(sql_error)?;
+    let (on_commit, on_rollback) = (ended.clone(), ended.clone());
+    handle.set_commit_hook(move || {
+        on_commit.store(true, Ordering::Relaxed);
+        // Let the commit happen.
+        true
+    });
+    handle.set_rollback_hook(move || on_rollback.store(true, Ordering::Relaxed));
+    Ok(())
 }
 
+/// Removes what [`watch_transaction_end`] set.
+async fn unwatch_transaction_end(conn: &mut sqlx::SqliteConnection) -> Result<(), SqlError> {
+    let mut handle = conn.lock_handle().await.map_err(sql_error)?;
+    handle.remove_commit_hook();
+    handle.remove_rollback_hook();
+    Ok(())
+}
+
+/// Whether a SQLite connection is inside a transaction.
 async fn sqlite_in_transaction(conn: &mut sqlx::SqliteConnection) -> Result<bool, SqlError> {
     let mut handle = conn.lock_handle().await.map_err(sql_error)?;
     // SAFETY: the handle is this open connection's, held locked for the
