@@ -185,21 +185,40 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
                 );
                 // The database going away midway (a restart, a terminated
                 // connection) is tried again, as one that could not be
-                // reached; a statement its timeout stopped is the
-                // migration's own failure.
-                let code = e.as_database_error().and_then(|d| d.code());
-                let timed_out = code.is_some_and(|code| code == "57014" || code == "9");
-                match super::sql::sql_error(e) {
-                    super::bindings::gatehouse::plugin::sql::Error::Unavailable(_) if !timed_out => {
-                        Error::Database {
-                            name: database.name.clone(),
-                            message: format!(
-                                "migrations of plugin `{plugin}` in {}: the database went away: {message}",
-                                dir.display()
-                            ),
+                // reached; any other error is the migration's own, which
+                // a new try would meet again.
+                let gone = match &e {
+                    sqlx::Error::Database(db) => {
+                        let code = db.code().unwrap_or_default();
+                        let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
+                        match sqlite {
+                            // SQLITE_BUSY, SQLITE_LOCKED: another writer.
+                            true => matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6)),
+                            // Connection exception; admin, crash or
+                            // startup shutdown.
+                            false => {
+                                code.starts_with("08")
+                                    || matches!(&*code, "57P01" | "57P02" | "57P03")
+                            }
                         }
                     }
-                    _ => failed(message),
+                    sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::Protocol(_)
+                    | sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::WorkerCrashed => true,
+                    _ => false,
+                };
+                match gone {
+                    true => Error::Database {
+                        name: database.name.clone(),
+                        message: format!(
+                            "migrations of plugin `{plugin}` in {}: the database went away or stayed busy: {message}",
+                            dir.display()
+                        ),
+                    },
+                    false => failed(message),
                 }
             })?;
             match sqlx::Executor::execute(&mut *tx, "RELEASE SAVEPOINT gatehouse_migration").await {
