@@ -1,9 +1,10 @@
 //! Postgres ranges as text, both ways, in Postgres's own range form:
 //! `[1,10)`, `(,5]`, `empty`, each bound written as its scalar is (an
 //! integer, an exact numeric, a date or time in the forms of [`pg_text`]),
-//! so a `tstzrange` is `[2026-11-22T09:30:00Z,2026-11-23T00:00:00Z)`. None
-//! of those forms holds a character a range quotes, so what arrives reads
-//! back, as a parameter and in Postgres's own `'…'::tstzrange`.
+//! so a `tstzrange` is `[2026-11-22T09:30:00Z,2026-11-23T00:00:00Z)`. What
+//! arrives reads back as a parameter. None of those forms holds a character
+//! a range quotes, so Postgres's own `'…'::tstzrange` reads it too, for
+//! years 1 to 9999 (it takes a signed year, `-0044-03-15`, for a zone).
 //!
 //! The binary form (`range_send`): a flags byte; then, unless the range is
 //! empty, each finite bound, lower first, as a length and its subtype's
