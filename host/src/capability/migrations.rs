@@ -188,20 +188,15 @@ pub async fn migrate_plugin(plugin: &str, database: &Database, dir: &Path) -> Re
                 // reached; any other error is the migration's own, which
                 // a new try would meet again.
                 let gone = match &e {
-                    sqlx::Error::Database(db) => {
-                        let code = db.code().unwrap_or_default();
-                        let sqlite = db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some();
-                        match sqlite {
-                            // SQLITE_BUSY, SQLITE_LOCKED: another writer.
-                            true => matches!(code.parse::<i32>().map(|c| c & 0xff), Ok(5 | 6)),
-                            // Connection exception; admin, crash or
-                            // startup shutdown.
-                            false => {
-                                code.starts_with("08")
-                                    || matches!(&*code, "57P01" | "57P02" | "57P03")
-                            }
-                        }
-                    }
+                    sqlx::Error::Database(db) => match super::sql::sqlite_primary_code(db.as_ref()) {
+                        // SQLITE_BUSY, SQLITE_LOCKED: another writer.
+                        Some(code) => matches!(code, 5 | 6),
+                        // Connection exception; admin, crash or startup
+                        // shutdown.
+                        None => db.code().is_some_and(|code| {
+                            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+                        }),
+                    },
                     sqlx::Error::Io(_)
                     | sqlx::Error::Tls(_)
                     | sqlx::Error::Protocol(_)

@@ -1465,20 +1465,23 @@ fn pg_value(row: &sqlx::postgres::PgRow, i: usize) -> Result<Value, SqlError> {
     }
 }
 
+/// The primary result code of a SQLite error: SQLite gives its extended
+/// code, whose low byte is the primary one (2067, a unique key, is
+/// SQLITE_CONSTRAINT's 19); `None` for another database's error.
+pub fn sqlite_primary_code(db: &dyn sqlx::error::DatabaseError) -> Option<i32> {
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    Some(db.code()?.parse::<i32>().ok()? & 0xff)
+}
+
 /// The `sql.error` of a sqlx error.
 pub fn sql_error(error: sqlx::Error) -> SqlError {
     match &error {
         sqlx::Error::Database(db) => {
             let message = db.message().to_owned();
+            // Postgres gives a SQLSTATE, whose first two characters are its
+            // class.
             let code = db.code().unwrap_or_default();
-            // SQLite gives its extended result code, whose low byte is the
-            // primary one (2067, a unique key, is SQLITE_CONSTRAINT's 19);
-            // Postgres a SQLSTATE, whose first two characters are its class.
-            let sqlite = db
-                .try_downcast_ref::<sqlx::sqlite::SqliteError>()
-                .and_then(|_| code.parse::<i32>().ok())
-                .map(|code| code & 0xff);
-            match (sqlite, code.get(..2)) {
+            match (sqlite_primary_code(db.as_ref()), code.get(..2)) {
                 // SQLITE_CONSTRAINT, or integrity constraint violation.
                 (Some(19), _) | (None, Some("23")) => SqlError::Constraint(message),
                 // SQLITE_INTERRUPT: the statement clock stopped it.
