@@ -286,11 +286,7 @@ async fn sqlite_reads_run_in_place_and_see_what_the_pool_wrote() {
 
     // A PRAGMA behind a comment that only Postgres would nest changes
     // nothing for later calls, in place or on the pool.
-    for pragma in [
-        "short_column_names = 0",
-        "full_column_names = 1",
-        "case_sensitive_like = 1",
-    ] {
+    for pragma in ["short_column_names = 0", "full_column_names = 1"] {
         let hidden = format!("/* /* */ PRAGMA {pragma} -- */ SELECT\n");
         ok(query(&server, "app", "main", &hidden, json!([])).await).await;
     }
@@ -2326,18 +2322,37 @@ async fn a_call_leaves_no_transaction_or_session_setting_on_a_pooled_connection(
     assert_eq!(rows["rows"], json!([[{"text": "setting"}]]));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_runaway_sqlite_statement_is_stopped_at_its_timeout_and_frees_its_connection() {
+/// Asserts a call got `unavailable` because its statement ran past the
+/// statement timeout.
+fn stopped_at_timeout(status: u16, body: &Value) {
+    assert_eq!(
+        (status, &body["error"]),
+        (503, &json!("unavailable")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("statement_timeout_ms"), "{body}");
+}
+
+/// Serves plugin `app` granted `slow`: a SQLite database of `connections`
+/// pooled connections and a 300 ms statement timeout.
+async fn serve_slow_sqlite(connections: u32) -> (Site, Server) {
     let site = Site::new();
     mount(&site, "app", "[grants]\ndatabases = [\"slow\"]\n");
-    // Two connections, so three runaway statements also queue for one.
     let config = config_with(&format!(
-        "[databases.slow]\nurl = \"sqlite://{}\"\nmax_connections = 2\n\
+        "[databases.slow]\nurl = \"sqlite://{}\"\nmax_connections = {connections}\n\
          statement_timeout_ms = 300\nacquire_timeout_ms = 2000\n",
         site.data().join("slow.db").display()
     ));
     let server = site.serve_config(&config, &[]);
     server.wait_serving("app").await;
+    (site, server)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runaway_sqlite_statement_is_stopped_at_its_timeout_and_frees_its_connection() {
+    // Two connections, so three runaway statements also queue for one.
+    let (_site, server) = serve_slow_sqlite(2).await;
     // 100,000 rows, then a trigger that takes a millisecond or so per row.
     for statement in [
         "CREATE TABLE a (x INTEGER)",
@@ -2360,18 +2375,7 @@ async fn a_runaway_sqlite_statement_is_stopped_at_its_timeout_and_frees_its_conn
     let runaways = [forever, forever, every_row_runs_a_trigger]
         .map(|sql| async { query(&server, "app", "slow", sql, json!([])).await });
     for (status, body) in futures_util::future::join_all(runaways).await {
-        assert_eq!(
-            (status, &body["error"]),
-            (503, &json!("unavailable")),
-            "{body}"
-        );
-        assert!(
-            body["message"]
-                .as_str()
-                .unwrap()
-                .contains("statement_timeout_ms"),
-            "{body}"
-        );
+        stopped_at_timeout(status, &body);
     }
     assert!(
         started.elapsed() < Duration::from_secs(3),
@@ -2394,6 +2398,72 @@ async fn a_runaway_sqlite_statement_is_stopped_at_its_timeout_and_frees_its_conn
         assert_eq!(rows["rows"], json!([[{"integer": 5_000_050_000_i64}]]));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
+}
+
+/// SQLite's LIKE, GLOB and trim() can run for minutes in one call, which
+/// the statement clock between steps cannot stop; instr() and replace()
+/// compare at every byte. On a granted database they stop at the timeout
+/// or finish in linear time, and the connection serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_sqlite_string_functions_stop_at_the_statement_timeout() {
+    let (_site, server) = serve_slow_sqlite(1).await;
+    // n letters a, made in SQL so the request stays small.
+    let a = |n: u32| format!("replace(hex(zeroblob({n})), '00', 'a')");
+    let (long, short) = (a(1 << 20), a(10_000));
+    let runaways = [
+        format!("SELECT {long} LIKE '%' || {short} || {short} || 'b' AS x"),
+        format!("SELECT {long} LIKE '%' || replace({short}, 'a', '_a') || 'b' AS x"),
+        format!("SELECT {long} GLOB '*' || replace({short}, 'a', '[a]') || 'b' AS x"),
+        format!("SELECT trim({long}, replace({short}, 'a', 'b') || 'a') AS x"),
+    ];
+    for sql in &runaways {
+        let started = Instant::now();
+        let (status, body) = query(&server, "app", "slow", sql, json!([])).await;
+        stopped_at_timeout(status, &body);
+        // Not the minutes SQLite's own functions take.
+        assert!(started.elapsed() < Duration::from_secs(30), "{sql}");
+    }
+    // SQLite's own take hours over these; here they are linear.
+    let needle = format!("{} || 'b'", a(1 << 20));
+    for (sql, expected) in [
+        (
+            format!("SELECT instr({}, {needle}) AS x", a(4 << 20)),
+            json!({"integer": 0}),
+        ),
+        (
+            format!("SELECT length(replace({}, {needle}, 'x')) AS x", a(4 << 20)),
+            json!({"integer": 4 << 20}),
+        ),
+    ] {
+        let rows = ok(query(&server, "app", "slow", &sql, json!([])).await).await;
+        assert_eq!(rows["rows"], json!([[expected]]), "{sql}");
+    }
+    // The same answers as SQLite's on everyday input.
+    let rows = ok(query(
+        &server,
+        "app",
+        "slow",
+        "SELECT 'Straße' LIKE 'st%E', 'abc' GLOB 'a[b-c]?', '100%' LIKE '100!%' ESCAPE '!', \
+         instr('héllo', 'l'), replace('a-b-c', '-', '+'), trim('xxhixx', 'x')",
+        json!([]),
+    )
+    .await)
+    .await;
+    assert_eq!(
+        rows["rows"],
+        json!([[{"integer": 1}, {"integer": 1}, {"integer": 1}, {"integer": 3}, {"text": "a+b+c"}, {"text": "hi"}]])
+    );
+    // The pragma that would put SQLite's LIKE back is refused.
+    let (status, body) = execute(
+        &server,
+        "app",
+        "slow",
+        "PRAGMA case_sensitive_like = 1",
+        json!([]),
+    )
+    .await;
+    bad_statement((status, body.clone()));
+    assert!(body["message"].as_str().unwrap().contains("GLOB"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

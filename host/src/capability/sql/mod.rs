@@ -35,6 +35,7 @@ mod kept;
 mod numeric;
 mod pg_text;
 mod ranges;
+mod sqlite_functions;
 
 use super::bindings::gatehouse::plugin::sql::{Error as SqlError, Rows, Statement, Value};
 use crate::config::DatabaseConfig;
@@ -938,7 +939,9 @@ fn skip_comments(mut sql: &str) -> &str {
 /// new file anywhere) fails with "too many attached databases". No value
 /// or row may exceed [`MAX_SQLITE_LENGTH`]. And no statement may run past
 /// `timeout`: SQLite itself stops it (see [`StatementClock`]), so a runaway
-/// query cannot keep a pooled connection busy after its caller gave up.
+/// query cannot keep a pooled connection busy after its caller gave up,
+/// not even inside one call of a string function (see
+/// [`sqlite_functions`]).
 async fn limit_connection(
     conn: &mut sqlx::SqliteConnection,
     timeout: Duration,
@@ -949,6 +952,7 @@ async fn limit_connection(
     // call; sqlite3_limit only lowers a limit on it. The trace callback's
     // context is the clock the progress handler below owns; sqlx drops that
     // handler only when the connection closes, after its last statement.
+    // The functions hold clocks of their own.
     unsafe {
         let db = handle.as_raw_handle().as_ptr();
         libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_ATTACHED, 0);
@@ -964,6 +968,12 @@ async fn limit_connection(
             libsqlite3_sys::SQLITE_TRACE_STMT as std::ffi::c_uint,
             Some(statement_started),
             Arc::as_ptr(&clock).cast_mut().cast(),
+        );
+        sqlite_functions::register(db, &clock).map_err(sqlx::Error::Protocol)?;
+        libsqlite3_sys::sqlite3_set_authorizer(
+            db,
+            Some(sqlite_functions::authorize),
+            std::ptr::null_mut(),
         );
     }
     handle.set_progress_handler(PROGRESS_OPS, move || clock.within_timeout());
@@ -1489,6 +1499,8 @@ pub fn sql_error(error: sqlx::Error) -> SqlError {
                     "the statement ran past the database's statement_timeout_ms and was stopped"
                         .to_owned(),
                 ),
+                // SQLITE_AUTH: refused by the pool connection's authorizer.
+                (Some(23), _) => SqlError::BadStatement(sqlite_functions::REFUSED.to_owned()),
                 // SQLITE_BUSY, SQLITE_LOCKED; connection exception,
                 // insufficient resources, operator intervention.
                 (Some(5 | 6), _) | (None, Some("08" | "53" | "57")) => {
