@@ -659,7 +659,8 @@ fn parse_addr(flag: &'static str, value: &str) -> Result<SocketAddr> {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// `sqlite://path/to/file.db` (relative to the config file's folder) or
+    /// `sqlite://path/to/file.db` (relative to the config file's folder,
+    /// also when written `sqlite:path/to/file.db`) or
     /// `postgres://user@host:port/db`.
     pub url: String,
     /// Connections kept open at most.
@@ -702,9 +703,12 @@ impl DatabaseConfig {
         self.url.starts_with("sqlite:")
     }
 
-    /// The URL with a relative SQLite path taken from `base`.
+    /// The URL with a relative SQLite path taken from `base`, written
+    /// `sqlite://relative.db` or, as sqlx also reads it, `sqlite:relative.db`.
     fn url_from(&self, base: &Path) -> String {
-        match self.url.strip_prefix("sqlite://") {
+        let path =
+            (self.url.strip_prefix("sqlite://")).or_else(|| self.url.strip_prefix("sqlite:"));
+        match path {
             Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') => {
                 format!("sqlite://{}", base.join(rest).display())
             }

@@ -118,3 +118,21 @@ fn an_hsts_value_browsers_would_ignore_is_refused_with_the_fix() {
         .to_string();
     assert!(text.contains("max-age=SECONDS"), "{text}");
 }
+
+#[test]
+fn relative_sqlite_paths_are_taken_from_the_config_folder() {
+    let text = "[databases.a]\nurl = \"sqlite://data/a.db\"\n\
+                [databases.b]\nurl = \"sqlite:b.db?mode=rwc\"\n\
+                [databases.c]\nurl = \"sqlite:///srv/c.db\"\n\
+                [databases.d]\nurl = \"sqlite:/srv/d.db\"\n\
+                [databases.e]\nurl = \"sqlite::memory:\"\n\
+                [databases.f]\nurl = \"postgres://app@db/app\"\n";
+    let config = Config::parse(text, Path::new("gatehouse.toml")).unwrap();
+    let url = |name: &str| config.databases[name].url_from(Path::new("/etc/gatehouse"));
+    assert_eq!(url("a"), "sqlite:///etc/gatehouse/data/a.db");
+    assert_eq!(url("b"), "sqlite:///etc/gatehouse/b.db?mode=rwc");
+    assert_eq!(url("c"), "sqlite:///srv/c.db");
+    assert_eq!(url("d"), "sqlite:/srv/d.db");
+    assert_eq!(url("e"), "sqlite::memory:");
+    assert_eq!(url("f"), "postgres://app@db/app");
+}
