@@ -2466,6 +2466,52 @@ async fn slow_sqlite_string_functions_stop_at_the_statement_timeout() {
     assert!(body["message"].as_str().unwrap().contains("GLOB"), "{body}");
 }
 
+/// A pragma that would set every SQLite database of the host (its memory,
+/// its temporary files) is refused, so the host's own database and other
+/// plugins' serve on.
+#[tokio::test(flavor = "multi_thread")]
+async fn pragmas_that_would_reach_every_sqlite_database_are_refused() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\nkv = true\ndatabases = [\"own\"]\n");
+    let config = config_with(&format!(
+        "[databases.own]\nurl = \"sqlite://{}\"\n",
+        site.data().join("own.db").display()
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    for pragma in [
+        "hard_heap_limit = 65536",
+        "soft_heap_limit = 1",
+        "temp_store_directory = '/nonexistent'",
+        "main.HARD_HEAP_LIMIT = 1",
+    ] {
+        let sql = format!("PRAGMA {pragma}");
+        let (status, body) = execute(&server, "app", "own", &sql, json!([])).await;
+        bad_statement((status, body.clone()));
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("every SQLite database"), "{body}");
+    }
+    // The pragmas that stay on their connection still run.
+    run(&server, "app", "own", "PRAGMA cache_size = 100").await;
+    // The host's own database (kv) and the plugin's serve on.
+    let http = client();
+    for _ in 0..3 {
+        let put = http.put(server.url("/app/kv/k")).body(vec![b'v'; 100_000]);
+        assert_eq!(put.send().await.unwrap().status(), 204);
+        let rows = ok(query(
+            &server,
+            "app",
+            "own",
+            "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 100000) \
+             SELECT count(DISTINCT hex(randomblob(8))) AS n FROM r",
+            json!([]),
+        )
+        .await)
+        .await;
+        assert_eq!(rows["rows"], json!([[{"integer": 100_000}]]));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sqlite_call_the_host_gives_up_on_leaves_no_transaction_behind() {
     let site = Site::new();

@@ -35,6 +35,7 @@ mod kept;
 mod numeric;
 mod pg_text;
 mod ranges;
+mod refused_pragmas;
 mod sqlite_functions;
 
 use super::bindings::gatehouse::plugin::sql::{Error as SqlError, Rows, Statement, Value};
@@ -972,7 +973,7 @@ async fn limit_connection(
         sqlite_functions::register(db, &clock).map_err(sqlx::Error::Protocol)?;
         libsqlite3_sys::sqlite3_set_authorizer(
             db,
-            Some(sqlite_functions::authorize),
+            Some(refused_pragmas::authorize),
             std::ptr::null_mut(),
         );
     }
@@ -1500,7 +1501,7 @@ pub fn sql_error(error: sqlx::Error) -> SqlError {
                         .to_owned(),
                 ),
                 // SQLITE_AUTH: refused by the pool connection's authorizer.
-                (Some(23), _) => SqlError::BadStatement(sqlite_functions::REFUSED.to_owned()),
+                (Some(23), _) => SqlError::BadStatement(refused_pragmas::REFUSED.to_owned()),
                 // SQLITE_BUSY, SQLITE_LOCKED; connection exception,
                 // insufficient resources, operator intervention.
                 (Some(5 | 6), _) | (None, Some("08" | "53" | "57")) => {

@@ -18,7 +18,7 @@
 //! What is lost: SQLite's LIKE and GLOB prefix optimization (a range scan
 //! of an index for `name LIKE 'abc%'`) applies to its built-in functions
 //! only. `PRAGMA case_sensitive_like` would put SQLite's `like` back, so
-//! the connection's authorizer refuses it.
+//! the connection's authorizer refuses it (see [`super::refused_pragmas`]).
 
 use super::StatementClock;
 use libsqlite3_sys as ffi;
@@ -112,30 +112,6 @@ pub(super) unsafe fn register(
     }
     Ok(())
 }
-
-/// The authorizer of pool connections: refuses `PRAGMA case_sensitive_like`,
-/// which would register SQLite's own `like` over the bounded one.
-pub(super) unsafe extern "C" fn authorize(
-    _: *mut c_void,
-    action: c_int,
-    name: *const c_char,
-    _: *const c_char,
-    _: *const c_char,
-    _: *const c_char,
-) -> c_int {
-    if action == ffi::SQLITE_PRAGMA && !name.is_null() {
-        // SAFETY: for SQLITE_PRAGMA SQLite passes the pragma's name.
-        let name = unsafe { std::ffi::CStr::from_ptr(name) }.to_bytes();
-        if name.eq_ignore_ascii_case(b"case_sensitive_like") {
-            return ffi::SQLITE_DENY;
-        }
-    }
-    ffi::SQLITE_OK
-}
-
-/// Why a statement was refused by [`authorize`], for the plugin's error.
-pub(super) const REFUSED: &str = "PRAGMA case_sensitive_like is not available: it would replace the \
-     LIKE that stops at statement_timeout_ms. Compare with GLOB for a case-sensitive match";
 
 unsafe extern "C" fn drop_function(function: *mut c_void) {
     // SAFETY: made by Box::into_raw in `register`; SQLite calls this once.
@@ -882,6 +858,7 @@ mod tests {
                 if let Some(timeout) = bounded {
                     let clock = Arc::new(StatementClock::new(timeout));
                     register(db, &clock).unwrap();
+                    let authorize = super::super::refused_pragmas::authorize;
                     ffi::sqlite3_set_authorizer(db, Some(authorize), std::ptr::null_mut());
                 }
             }
