@@ -2512,6 +2512,37 @@ async fn pragmas_that_would_reach_every_sqlite_database_are_refused() {
     }
 }
 
+/// SQLite's planner recurses once per WITH table (or view) that reads the
+/// one before, with no bound of its own: a chain that overflows a 2 MiB
+/// thread stack is answered, a statement text long enough for a chain
+/// deeper than the host's stacks is refused, and the host serves on.
+#[tokio::test(flavor = "multi_thread")]
+async fn deep_chains_of_sqlite_with_tables_leave_the_host_serving() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"main\"]\n");
+    let config = config_with("[limits]\nmax_body_bytes = 4194304\n");
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    let chain = |depth: usize| {
+        let with = (1..depth)
+            .map(|i| format!("c{i} AS (SELECT DISTINCT x FROM c{})", i - 1))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "WITH c0 AS (SELECT 1 AS x), {with} SELECT x FROM c{}",
+            depth - 1
+        )
+    };
+    let rows = ok(query(&server, "app", "main", &chain(8_000), json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 1}]]));
+    // A statement text over a mebibyte is refused, whatever it holds.
+    bad_statement(query(&server, "app", "main", &chain(30_000), json!([])).await);
+    let long = format!("SELECT 1 AS x -- {}", "x".repeat(1 << 20));
+    bad_statement(query(&server, "app", "main", &long, json!([])).await);
+    let rows = ok(query(&server, "app", "main", "SELECT 2 AS x", json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 2}]]));
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sqlite_call_the_host_gives_up_on_leaves_no_transaction_behind() {
     let site = Site::new();

@@ -79,7 +79,20 @@ enum Command {
     },
 }
 
+/// The stack of every thread the host starts (bytes), unless the
+/// operator sets RUST_MIN_STACK. Threads run SQLite, whose parser and
+/// planner recurse over a plugin's statement and schema (SQLite 3.46 has
+/// no bound on the depth of chained views or WITH tables), and sqlx gives
+/// its worker threads Rust's default of 2 MiB. The size is address space,
+/// not memory: pages are taken only when a thread reaches them.
+const THREAD_STACK: &str = "67108864";
+
 fn main() -> ExitCode {
+    if std::env::var_os("RUST_MIN_STACK").is_none() {
+        // SAFETY: no other thread runs yet. std reads the variable when
+        // it starts the first thread and keeps the value.
+        unsafe { std::env::set_var("RUST_MIN_STACK", THREAD_STACK) };
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

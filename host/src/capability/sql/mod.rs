@@ -959,6 +959,14 @@ async fn limit_connection(
         libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_ATTACHED, 0);
         // No value or row bigger than this, so one row cannot flood the host.
         libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_LENGTH, MAX_SQLITE_LENGTH);
+        // No statement text longer than this, so no WITH clause chains
+        // enough tables to overflow the thread's stack (see
+        // MAX_SQLITE_SQL_LENGTH).
+        libsqlite3_sys::sqlite3_limit(
+            db,
+            libsqlite3_sys::SQLITE_LIMIT_SQL_LENGTH,
+            MAX_SQLITE_SQL_LENGTH,
+        );
         libsqlite3_sys::sqlite3_limit(
             db,
             libsqlite3_sys::SQLITE_LIMIT_VARIABLE_NUMBER,
@@ -1094,6 +1102,14 @@ fn bind_sqlite<'q>(mut query: SqliteQuery<'q>, params: &'q [Value]) -> SqliteQue
 /// values, text and blobs (see [`row_size`]): a plugin cannot make the host
 /// buffer more than this per call.
 pub const MAX_RESULT_BYTES: usize = 64 << 20;
+
+/// The longest SQLite statement text (SQLITE_LIMIT_SQL_LENGTH). SQLite
+/// 3.46 expands each table of a WITH clause that reads the one before it
+/// by recursion, some 450 bytes of stack a table: a chain of 5,000 tables
+/// overflows a 2 MiB thread stack and aborts the host. A mebibyte holds
+/// at most some 40,000 tables, within the stack every host thread gets
+/// (see `THREAD_STACK` in main.rs); values belong in parameters anyway.
+const MAX_SQLITE_SQL_LENGTH: i32 = 1 << 20;
 
 /// The largest value or row a SQLite statement may build (SQLITE_LIMIT_LENGTH).
 const MAX_SQLITE_LENGTH: i32 = 16 << 20;
