@@ -706,10 +706,14 @@ impl DatabaseConfig {
     /// The URL with a relative SQLite path taken from `base`, written
     /// `sqlite://relative.db` or, as sqlx also reads it, `sqlite:relative.db`.
     fn url_from(&self, base: &Path) -> String {
-        let path =
-            (self.url.strip_prefix("sqlite://")).or_else(|| self.url.strip_prefix("sqlite:"));
+        let path = self
+            .url
+            .strip_prefix("sqlite://")
+            .or_else(|| self.url.strip_prefix("sqlite:"));
         match path {
-            Some(rest) if !rest.starts_with('/') && !rest.starts_with(':') => {
+            // An absolute path, `:memory:`, or a `file:` URI (SQLite reads
+            // it, and the guard on the host's own file with it) stays.
+            Some(rest) if !rest.starts_with(['/', ':']) && !rest.starts_with("file:") => {
                 format!("sqlite://{}", base.join(rest).display())
             }
             _ => self.url.clone(),

@@ -126,7 +126,9 @@ fn relative_sqlite_paths_are_taken_from_the_config_folder() {
                 [databases.c]\nurl = \"sqlite:///srv/c.db\"\n\
                 [databases.d]\nurl = \"sqlite:/srv/d.db\"\n\
                 [databases.e]\nurl = \"sqlite::memory:\"\n\
-                [databases.f]\nurl = \"postgres://app@db/app\"\n";
+                [databases.f]\nurl = \"postgres://app@db/app\"\n\
+                [databases.g]\nurl = \"sqlite:file:/srv/g.db?mode=ro\"\n\
+                [databases.h]\nurl = \"sqlite://file:h.db\"\n";
     let config = Config::parse(text, Path::new("gatehouse.toml")).unwrap();
     let url = |name: &str| config.databases[name].url_from(Path::new("/etc/gatehouse"));
     assert_eq!(url("a"), "sqlite:///etc/gatehouse/data/a.db");
@@ -135,4 +137,6 @@ fn relative_sqlite_paths_are_taken_from_the_config_folder() {
     assert_eq!(url("d"), "sqlite:/srv/d.db");
     assert_eq!(url("e"), "sqlite::memory:");
     assert_eq!(url("f"), "postgres://app@db/app");
+    assert_eq!(url("g"), "sqlite:file:/srv/g.db?mode=ro");
+    assert_eq!(url("h"), "sqlite://file:h.db");
 }

@@ -410,22 +410,24 @@ unsafe fn replace(
         let Some(replacement) = text(replacement) else {
             return Ok(());
         };
-        let found = memchr::memmem::find_iter(string, pattern);
-        if replacement.len() > pattern.len() {
-            let growth = (replacement.len() - pattern.len()) as u64;
-            let count = memchr::memmem::find_iter(string, pattern).count() as u64;
-            let limit = context.limit(ffi::SQLITE_LIMIT_LENGTH) as u64;
-            if string.len() as u64 + count * growth > limit {
-                context.too_big();
-                return Ok(());
-            }
+        // SQLite's limit on a value: SQLite asks for the input's length
+        // and its NUL first, then checks as the result grows, so a short
+        // pattern replaced by a long text stops at the limit.
+        let limit = context.limit(ffi::SQLITE_LIMIT_LENGTH);
+        if string.len() + 1 > limit {
+            context.too_big();
+            return Ok(());
         }
         let mut out = Vec::with_capacity(string.len());
         let mut copied = 0;
-        for at in found {
+        for at in memchr::memmem::find_iter(string, pattern) {
             out.extend_from_slice(&string[copied..at]);
             out.extend_from_slice(replacement);
             copied = at + pattern.len();
+            if replacement.len() > pattern.len() && out.len() + (string.len() - copied) > limit {
+                context.too_big();
+                return Ok(());
+            }
         }
         out.extend_from_slice(&string[copied..]);
         context.text(&out);
@@ -456,6 +458,13 @@ unsafe fn trim(
             return Ok(());
         };
         let set = characters(to_nul(set));
+        // SQLite allocates a pointer and a length for each character of the
+        // set, within its limit on a value.
+        let list = set.len() * (size_of::<usize>() + size_of::<u32>());
+        if list > context.limit(ffi::SQLITE_LIMIT_LENGTH) {
+            context.too_big();
+            return Ok(());
+        }
         let starts = |s: &[u8], c: &[u8]| s.starts_with(c);
         let ends = |s: &[u8], c: &[u8]| s.ends_with(c);
         if left {
@@ -1164,6 +1173,50 @@ mod tests {
             .call("replace", &[string, needle, Arg::Text(b"x".to_vec())])
             .unwrap();
         assert_eq!(kind, "text");
+    }
+
+    /// A `replace` or `trim` that would pass SQLite's length limit fails as
+    /// SQLite's own does.
+    #[test]
+    fn replace_stops_at_the_length_limit() {
+        let own = Db::open(None);
+        let bounded = Db::open(Some(Duration::from_secs(60)));
+        for db in [&own, &bounded] {
+            // SAFETY: the database is open and used by this thread only.
+            unsafe { ffi::sqlite3_limit(db.0, ffi::SQLITE_LIMIT_LENGTH, 1000) };
+        }
+        for (string, replacement) in [
+            (500, "yy"),
+            (499, "yy"),
+            (999, "y"),
+            (1000, "y"),
+            (10, &*"y".repeat(200)),
+        ] {
+            let args = [
+                Arg::Text("x".repeat(string).into_bytes()),
+                Arg::Text(b"x".to_vec()),
+                Arg::Text(replacement.as_bytes().to_vec()),
+            ];
+            let sql = "SELECT typeof(x), length(x) FROM (SELECT replace(CAST(?1 AS TEXT), \
+                       CAST(?2 AS TEXT), CAST(?3 AS TEXT)) AS x)";
+            assert_eq!(
+                bounded.run(sql, &args),
+                own.run(sql, &args),
+                "{string} {replacement}"
+            );
+        }
+        // trim() sizes its list of the set's characters within the limit too.
+        for set in [83, 84] {
+            let args = [
+                Arg::Text(b"abc".to_vec()),
+                Arg::Text("é".repeat(set).into_bytes()),
+            ];
+            assert_eq!(
+                bounded.call("trim", &args),
+                own.call("trim", &args),
+                "{set}"
+            );
+        }
     }
 
     /// `PRAGMA case_sensitive_like` would bring SQLite's `like` back.
