@@ -13,7 +13,8 @@
 //! below does not reach into it), then runs in place from the handle's
 //! cache. An authorizer lets a handle prepare only reads (a `PRAGMA` or
 //! `BEGIN` hidden behind a comment fails to prepare) that call no function
-//! whose one step can take long ([`SLOW_FUNCTIONS`]).
+//! whose one step can take long ([`SLOW_FUNCTIONS`]); the string functions
+//! that could are bounded by the budget like any step.
 //!
 //! The fast path gives up, and the caller runs the statement through the
 //! pool as before, whenever it is not sure: a statement that writes or is
@@ -70,12 +71,11 @@ const MAX_SQL_LENGTH: c_int = 64 << 10;
 /// can do between two looks at the budget.
 const MAX_IN_PLACE_BYTES: usize = 1 << 20;
 
-/// Functions whose single call can take long on values of the size above
-/// (pattern matching and search are quadratic, or worse, in their
-/// arguments): a read that calls one goes to the pool.
-const SLOW_FUNCTIONS: [&[u8]; 8] = [
-    b"like", b"glob", b"instr", b"replace", b"trim", b"ltrim", b"rtrim", b"regexp",
-];
+/// Functions whose single call can take long: a read that calls one goes
+/// to the pool. SQLite's own `like`, `glob`, `instr`, `replace` and `trim`
+/// are replaced on every handle by bounded ones (see
+/// [`super::sqlite_functions`]); `regexp` is an application's to define.
+const SLOW_FUNCTIONS: [&[u8]; 1] = [b"regexp"];
 
 /// Prepared statements kept per handle; past this the cache starts over.
 const CACHED_STATEMENTS: usize = 64;
@@ -264,6 +264,24 @@ impl Handle {
             );
             ffi::sqlite3_set_authorizer(db, Some(authorize), std::ptr::null_mut());
         }
+        // The pool's bounded string functions, stopping at the budget. A
+        // call that used up the budget did real work: the read counts as
+        // slow.
+        let budget = handle.budget;
+        let within = move || {
+            // SAFETY: the budget is freed only after the handle (and with
+            // it these functions) is closed; only the thread using the
+            // handle calls them.
+            let budget = unsafe { budget.as_ref() };
+            let within = Instant::now() < budget.deadline.get();
+            if !within {
+                budget.looks.set(budget.looks.get().max(HEAVY_LOOKS));
+            }
+            within
+        };
+        // SAFETY: an open handle, used by this thread only; see above.
+        #[allow(clippy::arc_with_non_send_sync)]
+        unsafe { super::sqlite_functions::register(db, std::sync::Arc::new(within)) }.ok()?;
         Some(handle)
     }
 

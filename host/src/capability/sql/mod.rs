@@ -978,7 +978,9 @@ async fn limit_connection(
             Some(statement_started),
             Arc::as_ptr(&clock).cast_mut().cast(),
         );
-        sqlite_functions::register(db, &clock).map_err(sqlx::Error::Protocol)?;
+        let within = clock.clone();
+        sqlite_functions::register(db, Arc::new(move || within.within_timeout()))
+            .map_err(sqlx::Error::Protocol)?;
         libsqlite3_sys::sqlite3_set_authorizer(
             db,
             Some(refused_pragmas::authorize),

@@ -20,15 +20,22 @@
 //! only. `PRAGMA case_sensitive_like` would put SQLite's `like` back, so
 //! the connection's authorizer refuses it (see [`super::refused_pragmas`]).
 
-use super::StatementClock;
 use libsqlite3_sys as ffi;
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::Arc;
 
-/// What one registered function is, and the clock of its connection.
+/// Whether the running statement is still within its time: the pool's
+/// statement clock, or the budget of a read in place.
+///
+/// An `Arc`, though only one thread calls it at a time: the connection
+/// (and with it the last reference) may close on another thread than the
+/// one that registered it.
+pub(super) type WithinTime = Arc<dyn Fn() -> bool>;
+
+/// What one registered function is, and how it knows its time is up.
 struct Function {
     kind: Kind,
-    clock: Arc<StatementClock>,
+    within: WithinTime,
 }
 
 #[derive(Clone, Copy)]
@@ -40,14 +47,13 @@ enum Kind {
     Glob,
 }
 
-/// Registers the bounded functions on one open connection.
+/// Registers the bounded functions on one open connection, each stopping
+/// once `within` says no.
 ///
 /// # Safety
-/// `db` is an open connection that no other thread uses during the call.
-pub(super) unsafe fn register(
-    db: *mut ffi::sqlite3,
-    clock: &Arc<StatementClock>,
-) -> Result<(), String> {
+/// `db` is an open connection that no other thread uses during the call,
+/// and `within` may be called on whichever thread uses the connection.
+pub(super) unsafe fn register(db: *mut ffi::sqlite3, within: WithinTime) -> Result<(), String> {
     let functions: [(&std::ffi::CStr, c_int, Kind); 8] = [
         (c"instr", 2, Kind::Instr),
         (c"replace", 3, Kind::Replace),
@@ -83,7 +89,7 @@ pub(super) unsafe fn register(
     for (name, args, kind) in functions {
         let function = Box::into_raw(Box::new(Function {
             kind,
-            clock: clock.clone(),
+            within: within.clone(),
         }));
         // SAFETY: `db` is open (the caller's promise); the name outlives
         // the call; SQLite owns `function` from here and frees it through
@@ -141,11 +147,11 @@ unsafe extern "C" fn call(
                 Kind::Instr => instr(&context, args[0], args[1]),
                 Kind::Replace => replace(&context, args[0], args[1], args[2]),
                 Kind::Trim { left, right } => {
-                    let mut budget = Budget::new(&function.clock);
+                    let mut budget = Budget::new(&*function.within);
                     trim(&context, args[0], args[1], left, right, &mut budget)
                 }
                 Kind::Like | Kind::Glob => {
-                    let mut budget = Budget::new(&function.clock);
+                    let mut budget = Budget::new(&*function.within);
                     let glob = matches!(function.kind, Kind::Glob);
                     like(&context, args, glob, &mut budget)
                 }
@@ -163,10 +169,10 @@ unsafe extern "C" fn call(
 #[derive(Debug, PartialEq)]
 struct Interrupted;
 
-/// Counts the work of one call and looks at the statement clock every
+/// Counts the work of one call and asks whether there is time left every
 /// [`Budget::EVERY`] units of it.
 struct Budget<'a> {
-    clock: &'a StatementClock,
+    within: &'a dyn Fn() -> bool,
     spent: u64,
     next_look: u64,
 }
@@ -176,9 +182,9 @@ impl<'a> Budget<'a> {
     /// microseconds of work.
     const EVERY: u64 = 1 << 18;
 
-    fn new(clock: &'a StatementClock) -> Budget<'a> {
+    fn new(within: &'a dyn Fn() -> bool) -> Budget<'a> {
         Budget {
-            clock,
+            within,
             spent: 0,
             next_look: Self::EVERY,
         }
@@ -188,7 +194,7 @@ impl<'a> Budget<'a> {
         self.spent += units;
         if self.spent >= self.next_look {
             self.next_look = self.spent + Self::EVERY;
-            if !self.clock.within_timeout() {
+            if !(self.within)() {
                 return Err(Interrupted);
             }
         }
@@ -865,8 +871,8 @@ mod tests {
                     ffi::SQLITE_OK
                 );
                 if let Some(timeout) = bounded {
-                    let clock = Arc::new(StatementClock::new(timeout));
-                    register(db, &clock).unwrap();
+                    let clock = super::super::StatementClock::new(timeout);
+                    register(db, Arc::new(move || clock.within_timeout())).unwrap();
                     let authorize = super::super::refused_pragmas::authorize;
                     ffi::sqlite3_set_authorizer(db, Some(authorize), std::ptr::null_mut());
                 }
