@@ -1,5 +1,7 @@
 //! SQLite's string functions whose single call can outrun the statement
-//! timeout, replaced on every pool connection.
+//! timeout, replaced on every connection that runs a plugin's SQL: the
+//! pool's, and the handles that read in place (with the read's budget as
+//! their clock).
 //!
 //! The statement clock (see `limit_connection`) stops a statement between
 //! two steps of SQLite's virtual machine, but one call of a built-in
@@ -11,14 +13,16 @@
 //! the same answers (the tests compare them with SQLite's over generated
 //! input), `instr` and `replace` in linear time with `memchr::memmem`,
 //! and `trim`, `like` and `glob` stop with SQLITE_INTERRUPT once the
-//! statement is past its timeout, which the plugin sees as `unavailable`.
+//! statement is past its time: on the pool the plugin then sees
+//! `unavailable`, in place the pool runs the read again.
 //! `like` and `glob` also walk the pattern with one point to come back to
 //! instead of recursing, so no pattern can exhaust the worker's stack.
 //!
 //! What is lost: SQLite's LIKE and GLOB prefix optimization (a range scan
 //! of an index for `name LIKE 'abc%'`) applies to its built-in functions
 //! only. `PRAGMA case_sensitive_like` would put SQLite's `like` back, so
-//! the connection's authorizer refuses it (see [`super::refused_pragmas`]).
+//! the pool connections' authorizer refuses it (see
+//! [`super::refused_pragmas`]); in place no pragma runs.
 
 use libsqlite3_sys as ffi;
 use std::ffi::{c_char, c_int, c_void};
