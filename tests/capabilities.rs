@@ -219,7 +219,7 @@ async fn sqlite_reads_run_in_place_and_see_what_the_pool_wrote() {
         .await;
         assert_eq!(count().await, n);
     }
-    // A read preempted past its 1 ms budget (this machine is shared) is
+    // A read preempted past its 1 ms budget (on a busy machine) is
     // run by the pool instead, and sees the same.
     let (in_place, _) = reads(&server, "main").await;
     assert!(in_place >= 18, "{in_place} reads ran in place");
