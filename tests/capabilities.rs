@@ -1020,7 +1020,10 @@ async fn kv_namespaces_ttl_limits_and_listing() {
     let (status, body) = execute(&server, "gamma", "main", &attach, json!([])).await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["message"].as_str().unwrap().contains("attached"),
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("outside the granted database"),
         "{body}"
     );
     assert_eq!(
@@ -2520,6 +2523,72 @@ async fn pragmas_that_would_reach_every_sqlite_database_are_refused() {
         .await;
         assert_eq!(rows["rows"], json!([[{"integer": 100_000}]]));
     }
+}
+
+/// Plain VACUUM rebuilds a granted SQLite database through a private
+/// temporary one; ATTACH of a file and VACUUM INTO, which would reach files
+/// outside the grant, are refused and write nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn vacuum_runs_and_files_outside_the_grant_stay_out_of_reach() {
+    let site = Site::new();
+    mount(&site, "app", "[grants]\ndatabases = [\"own\"]\n");
+    let config = config_with(&format!(
+        "[databases.own]\nurl = \"sqlite://{}\"\n",
+        site.data().join("own.db").display()
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    let pages = async || {
+        let rows = ok(query(&server, "app", "own", "PRAGMA page_count", json!([])).await).await;
+        rows["rows"][0][0]["integer"].as_i64().unwrap()
+    };
+    run(&server, "app", "own", "CREATE TABLE t (x BLOB)").await;
+    run(
+        &server,
+        "app",
+        "own",
+        "WITH RECURSIVE r(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM r WHERE i < 300) \
+         INSERT INTO t SELECT randomblob(8000) FROM r",
+    )
+    .await;
+    run(&server, "app", "own", "DELETE FROM t WHERE rowid > 10").await;
+    let before = pages().await;
+    assert!(before > 500, "{before} pages");
+    run(&server, "app", "own", "VACUUM").await;
+    let after = pages().await;
+    assert!(after < 50, "{before} pages before VACUUM, {after} after");
+    let rows = ok(query(&server, "app", "own", "SELECT count(*) FROM t", json!([])).await).await;
+    assert_eq!(rows["rows"], json!([[{"integer": 10}]]));
+
+    // No file outside the grant: not the host's own, not a new one.
+    let copy = site.data().join("copy.db");
+    let host_db = site.data().join("gatehouse.db");
+    for (sql, params) in [
+        (format!("VACUUM INTO '{}'", copy.display()), json!([])),
+        (format!("ATTACH '{}' AS host", host_db.display()), json!([])),
+        (format!("ATTACH '{}' AS copy", copy.display()), json!([])),
+        (
+            "ATTACH $1 AS copy".to_owned(),
+            json!([{"text": copy.display().to_string()}]),
+        ),
+        ("ATTACH ':memory:' AS m".to_owned(), json!([])),
+    ] {
+        let (status, body) = execute(&server, "app", "own", &sql, params).await;
+        bad_statement((status, body.clone()));
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("outside the granted database"),
+            "{sql}: {body}"
+        );
+    }
+    assert!(!copy.exists());
+    // A private temporary database may be attached; the connection that
+    // holds it is not pooled, so VACUUM still finds its slot free.
+    run(&server, "app", "own", "ATTACH '' AS scratch").await;
+    for _ in 0..3 {
+        run(&server, "app", "own", "VACUUM").await;
+    }
+    assert_eq!(pages().await, after);
 }
 
 /// SQLite's planner recurses once per WITH table (or view) that reads the

@@ -29,13 +29,13 @@
 //! everything else goes through the pool.
 
 mod arrays;
+mod authorizer;
 mod backends;
 mod in_place;
 mod kept;
 mod numeric;
 mod pg_text;
 mod ranges;
-mod refused_pragmas;
 mod sqlite_functions;
 
 use super::bindings::gatehouse::plugin::sql::{Error as SqlError, Rows, Statement, Value};
@@ -757,11 +757,18 @@ impl Drop for SqliteCall {
 
 /// Whether a SQLite statement may leave its connection changed for the
 /// next caller: a `PRAGMA` (which may turn off foreign keys or change how
-/// LIKE compares), or a temporary table, view or trigger (`TEMP`,
+/// LIKE compares), a temporary table, view or trigger (`TEMP`,
 /// `TEMPORARY`, the `temp` schema), which would hide or act on the shared
-/// tables of the same name.
+/// tables of the same name, or an attached temporary database (`ATTACH
+/// ''`), which would hold the one database slot `VACUUM` needs. `TEMP`,
+/// `TEMPORARY` and `ATTACH` count only as whole words, so a table named
+/// `templates` or `attempts` does not cost its callers a new connection
+/// after every call.
 fn changes_sqlite_session(sql: &str) -> bool {
-    mentions(sql, b"pragma") || mentions(sql, b"temp")
+    mentions(sql, b"pragma")
+        || [&b"temp"[..], b"temporary", b"attach"]
+            .iter()
+            .any(|word| mentions_word(sql, word))
 }
 
 /// Checks a SQLite statement's `$N` placeholders against the `given`
@@ -903,6 +910,24 @@ fn mentions(sql: &str, word: &[u8]) -> bool {
         .any(|w| w.eq_ignore_ascii_case(word))
 }
 
+/// Whether `sql` holds `word` (ASCII, any case) as a whole SQLite word:
+/// with no character of an identifier (SQLite's: letters, digits, `_`,
+/// `$` and every byte of a non-ASCII character) just before or after it.
+/// A keyword or a quoted name is one.
+fn mentions_word(sql: &str, word: &[u8]) -> bool {
+    let bytes = sql.as_bytes();
+    let in_identifier = |at: usize| {
+        bytes
+            .get(at)
+            .is_some_and(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80)
+    };
+    bytes.windows(word.len()).enumerate().any(|(at, w)| {
+        w.eq_ignore_ascii_case(word)
+            && !(at > 0 && in_identifier(at - 1))
+            && !in_identifier(at + word.len())
+    })
+}
+
 /// `sql` from its first token: leading whitespace, `;` (an empty
 /// statement), `-- …` and `/* … */` comments skipped.
 fn skip_comments(mut sql: &str) -> &str {
@@ -936,8 +961,9 @@ fn skip_comments(mut sql: &str) -> &str {
 }
 
 /// The limits of every SQLite connection. A statement on a granted database
-/// must not reach another file: `ATTACH` (of the host's own database, or a
-/// new file anywhere) fails with "too many attached databases". No value
+/// must not reach another file: the [`authorizer`] refuses `ATTACH` of any
+/// file (the host's own database, or a new file anywhere), and at most one
+/// database may be attached, the temporary one of `VACUUM`. No value
 /// or row may exceed [`MAX_SQLITE_LENGTH`]. And no statement may run past
 /// `timeout`: SQLite itself stops it (see [`StatementClock`]), so a runaway
 /// query cannot keep a pooled connection busy after its caller gave up,
@@ -956,7 +982,7 @@ async fn limit_connection(
     // The functions hold clocks of their own.
     unsafe {
         let db = handle.as_raw_handle().as_ptr();
-        libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_ATTACHED, 0);
+        libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_ATTACHED, 1);
         // No value or row bigger than this, so one row cannot flood the host.
         libsqlite3_sys::sqlite3_limit(db, libsqlite3_sys::SQLITE_LIMIT_LENGTH, MAX_SQLITE_LENGTH);
         // No statement text longer than this, so no WITH clause chains
@@ -983,7 +1009,7 @@ async fn limit_connection(
             .map_err(sqlx::Error::Protocol)?;
         libsqlite3_sys::sqlite3_set_authorizer(
             db,
-            Some(refused_pragmas::authorize),
+            Some(authorizer::authorize),
             std::ptr::null_mut(),
         );
     }
@@ -1519,7 +1545,7 @@ pub fn sql_error(error: sqlx::Error) -> SqlError {
                         .to_owned(),
                 ),
                 // SQLITE_AUTH: refused by the pool connection's authorizer.
-                (Some(23), _) => SqlError::BadStatement(refused_pragmas::REFUSED.to_owned()),
+                (Some(23), _) => SqlError::BadStatement(authorizer::REFUSED.to_owned()),
                 // SQLITE_BUSY, SQLITE_LOCKED; connection exception,
                 // insufficient resources, operator intervention.
                 (Some(5 | 6), _) | (None, Some("08" | "53" | "57")) => {
@@ -1628,5 +1654,32 @@ mod tests {
         assert!(no_session_command(";BEGIN").is_err());
         assert!(no_session_command(" ; ;\n set role x").is_err());
         assert!(no_session_command("--\rBEGIN").is_err());
+    }
+
+    #[test]
+    fn a_sqlite_session_change_is_seen_by_its_words() {
+        for changes in [
+            "PRAGMA foreign_keys = OFF",
+            "CREATE TEMP TABLE t (x)",
+            "create temporary view v as select 1",
+            "CREATE TABLE temp.t (x)",
+            "CREATE TABLE \"temp\".t (x)",
+            "CREATE TABLE [TEMP].t (x)",
+            "INSERT INTO temp.t VALUES (1)",
+            "ATTACH '' AS scratch",
+            "attach database '' as scratch",
+        ] {
+            assert!(changes_sqlite_session(changes), "{changes}");
+        }
+        for keeps in [
+            "SELECT * FROM templates",
+            "UPDATE attempts SET n = n + 1",
+            "SELECT temperature, contemporary FROM t",
+            "SELECT temp_c, attached FROM readings",
+            "SELECT \"temp$\", t.tempé FROM t",
+            "VACUUM",
+        ] {
+            assert!(!changes_sqlite_session(keeps), "{keeps}");
+        }
     }
 }

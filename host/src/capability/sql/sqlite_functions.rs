@@ -22,7 +22,7 @@
 //! of an index for `name LIKE 'abc%'`) applies to its built-in functions
 //! only. `PRAGMA case_sensitive_like` would put SQLite's `like` back, so
 //! the pool connections' authorizer refuses it (see
-//! [`super::refused_pragmas`]); in place no pragma runs.
+//! [`super::authorizer`]); in place no pragma runs.
 
 use libsqlite3_sys as ffi;
 use std::ffi::{c_char, c_int, c_void};
@@ -877,7 +877,7 @@ mod tests {
                 if let Some(timeout) = bounded {
                     let clock = super::super::StatementClock::new(timeout);
                     register(db, Arc::new(move || clock.within_timeout())).unwrap();
-                    let authorize = super::super::refused_pragmas::authorize;
+                    let authorize = super::super::authorizer::authorize;
                     ffi::sqlite3_set_authorizer(db, Some(authorize), std::ptr::null_mut());
                 }
             }
