@@ -25,10 +25,11 @@
 //! interrupts it. A read stopped after real work ([`HEAVY_LOOKS`]) is
 //! remembered as slow and goes to the pool from then on; one stopped with
 //! little done was held up by something else (its thread preempted on a
-//! busy core, a page read from disk), and only after [`OVERRUNS`] of those
-//! in a row. So no read holds the calling thread much longer than the
-//! budget, a hot point query is not sent to the pool for good by one bad
-//! moment, and nothing a plugin sees differs but the time it takes.
+//! busy core, a page read from disk): after [`OVERRUNS`] of those in a row
+//! it goes to the pool for [`OVERRUN_PAUSE`], then is tried in place again.
+//! So no read holds the calling thread much longer than the budget, a hot
+//! point query is not sent to the pool for good by a busy moment of the
+//! machine, and nothing a plugin sees differs but the time it takes.
 
 use super::first_word;
 use crate::capability::bindings::gatehouse::plugin::sql::{Rows, Value};
@@ -58,8 +59,15 @@ const BUDGET_OPS: c_int = 1000;
 const HEAVY_LOOKS: u32 = 5;
 
 /// Overruns in a row, each with less work than [`HEAVY_LOOKS`], after which
-/// a statement counts as slow all the same.
+/// a statement goes to the pool for [`OVERRUN_PAUSE`].
 const OVERRUNS: u8 = 3;
+
+/// How long a statement that kept overrunning with little done goes to the
+/// pool before it is tried in place again (and paused again by one more
+/// overrun). A statement whose few steps are slow (pages read from a cold
+/// disk) costs the calling thread one budget a second at most; a hot one
+/// held up by a busy machine comes back to its few microseconds in place.
+const OVERRUN_PAUSE: Duration = Duration::from_secs(1);
 
 /// The longest statement text prepared in place; longer text goes to the
 /// pool, so preparing (which the budget does not cover) stays short.
@@ -207,12 +215,13 @@ struct Budget {
 }
 
 /// A cached statement (none: the text is not one plain read, or failed to
-/// prepare), whether it proved slow, and its overruns in a row that did
-/// not prove it.
+/// prepare), whether it proved slow, its overruns in a row that did not
+/// prove it, and until when those sent it to the pool.
 struct Prepared {
     stmt: Option<NonNull<ffi::sqlite3_stmt>>,
     slow: bool,
     overruns: u8,
+    paused_until: Option<Instant>,
 }
 
 // SAFETY: the handle is opened with SQLITE_OPEN_NOMUTEX and only ever used
@@ -307,13 +316,19 @@ impl Handle {
     }
 
     /// Runs `sql`, if the handle prepared it as one plain read that has not
-    /// proved slow.
+    /// proved slow and is not paused.
     fn query(&mut self, sql: &str, params: &[Value]) -> Option<Rows> {
         self.query_within(sql, params, BUDGET)
     }
 
     fn query_within(&mut self, sql: &str, params: &[Value], budget: Duration) -> Option<Rows> {
         let prepared = self.statements.get(sql)?;
+        if prepared
+            .paused_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return None;
+        }
         let stmt = prepared.stmt.filter(|_| !prepared.slow)?.as_ptr();
         let deadline = self.start_budget(budget);
         // SAFETY: `stmt` is a live statement of this handle; the values
@@ -330,11 +345,17 @@ impl Handle {
         match outcome {
             Ok(rows) => {
                 prepared.overruns = 0;
+                prepared.paused_until = None;
                 Some(rows)
             }
             Err(Stopped::Interrupted) => {
                 prepared.overruns = prepared.overruns.saturating_add(1);
-                prepared.slow = heavy || prepared.overruns >= OVERRUNS;
+                prepared.slow = heavy;
+                if prepared.overruns >= OVERRUNS {
+                    prepared.paused_until = Some(Instant::now() + OVERRUN_PAUSE);
+                    // One more overrun after the pause pauses it again.
+                    prepared.overruns = OVERRUNS - 1;
+                }
                 None
             }
             Err(Stopped::Other) => None,
@@ -359,6 +380,7 @@ impl Handle {
                 stmt,
                 slow: false,
                 overruns: 0,
+                paused_until: None,
             },
         );
     }
@@ -651,16 +673,20 @@ mod tests {
         handle.statements[sql].slow
     }
 
+    fn paused(handle: &Handle, sql: &str) -> bool {
+        handle.statements[sql].paused_until.is_some()
+    }
+
     #[test]
     fn a_light_read_held_up_stays_in_place_unless_it_keeps_overrunning() {
         let (_dir, mut handle) = handle();
         let sql = "SELECT 1 AS one";
         handle.prepare(sql);
         // Two overruns with no work done (the thread held up elsewhere)
-        // hand the read to the pool without marking it slow.
+        // hand the read to the pool without pausing it.
         for _ in 0..2 {
             assert!(handle.query_within(sql, &[], Duration::ZERO).is_none());
-            assert!(!slow(&handle, sql));
+            assert!(!paused(&handle, sql));
         }
         // A read that finishes starts the count again.
         let rows = handle.query(sql, &[]).expect("in place");
@@ -668,13 +694,27 @@ mod tests {
         for _ in 0..OVERRUNS - 1 {
             assert!(handle.query_within(sql, &[], Duration::ZERO).is_none());
         }
-        assert!(!slow(&handle, sql));
+        assert!(!paused(&handle, sql));
         assert!(handle.query_within(sql, &[], Duration::ZERO).is_none());
-        assert!(slow(&handle, sql));
+        assert!(paused(&handle, sql));
+        assert!(!slow(&handle, sql), "little was done: it is not slow");
         assert!(
             handle.query(sql, &[]).is_none(),
-            "slow reads go to the pool"
+            "a paused read goes to the pool"
         );
+        // After the pause it is tried in place again. One more overrun
+        // pauses it again; a read that finishes ends the pause.
+        std::thread::sleep(OVERRUN_PAUSE);
+        assert!(handle.query_within(sql, &[], Duration::ZERO).is_none());
+        assert!(paused(&handle, sql));
+        assert!(handle.query(sql, &[]).is_none());
+        std::thread::sleep(OVERRUN_PAUSE);
+        assert!(handle.query(sql, &[]).is_some());
+        assert!(!paused(&handle, sql));
+        for _ in 0..OVERRUNS - 1 {
+            assert!(handle.query_within(sql, &[], Duration::ZERO).is_none());
+        }
+        assert!(!paused(&handle, sql));
     }
 
     #[test]
