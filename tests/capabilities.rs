@@ -78,6 +78,24 @@ fn bad_statement((status, body): (u16, Value)) {
     );
 }
 
+/// A server whose plugin `app` is granted the SQLite database `own` (the
+/// file `own.db` in its data folder), with `grants` lines besides.
+async fn app_on_own_sqlite(grants: &str) -> (Site, Server) {
+    let site = Site::new();
+    mount(
+        &site,
+        "app",
+        &format!("[grants]\n{grants}databases = [\"own\"]\n"),
+    );
+    let config = config_with(&format!(
+        "[databases.own]\nurl = \"sqlite://{}\"\n",
+        site.data().join("own.db").display()
+    ));
+    let server = site.serve_config(&config, &[]);
+    server.wait_serving("app").await;
+    (site, server)
+}
+
 /// A server whose plugin `app` is granted the Postgres database `pg`.
 async fn app_on_postgres() -> (Site, Server) {
     let site = Site::new();
@@ -2484,14 +2502,7 @@ async fn slow_sqlite_string_functions_stop_at_the_statement_timeout() {
 /// plugins' serve on.
 #[tokio::test(flavor = "multi_thread")]
 async fn pragmas_that_would_reach_every_sqlite_database_are_refused() {
-    let site = Site::new();
-    mount(&site, "app", "[grants]\nkv = true\ndatabases = [\"own\"]\n");
-    let config = config_with(&format!(
-        "[databases.own]\nurl = \"sqlite://{}\"\n",
-        site.data().join("own.db").display()
-    ));
-    let server = site.serve_config(&config, &[]);
-    server.wait_serving("app").await;
+    let (_site, server) = app_on_own_sqlite("kv = true\n").await;
     for pragma in [
         "hard_heap_limit = 65536",
         "soft_heap_limit = 1",
@@ -2530,14 +2541,7 @@ async fn pragmas_that_would_reach_every_sqlite_database_are_refused() {
 /// outside the grant, are refused and write nothing.
 #[tokio::test(flavor = "multi_thread")]
 async fn vacuum_runs_and_files_outside_the_grant_stay_out_of_reach() {
-    let site = Site::new();
-    mount(&site, "app", "[grants]\ndatabases = [\"own\"]\n");
-    let config = config_with(&format!(
-        "[databases.own]\nurl = \"sqlite://{}\"\n",
-        site.data().join("own.db").display()
-    ));
-    let server = site.serve_config(&config, &[]);
-    server.wait_serving("app").await;
+    let (site, server) = app_on_own_sqlite("").await;
     let pages = async || {
         let rows = ok(query(&server, "app", "own", "PRAGMA page_count", json!([])).await).await;
         rows["rows"][0][0]["integer"].as_i64().unwrap()
